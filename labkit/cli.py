@@ -1,0 +1,188 @@
+"""The ``labkit`` command: start, inspect, enter and reset the lab.
+
+Every sub-command takes ``--lab NAME`` (default: $LABKIT_LAB, else ``lab``) so several
+labs run side by side, one per learner or test worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from labkit import images as imagelib
+from labkit import topology as topolib
+from labkit.errors import LabkitError
+
+EPILOG = """\
+examples:
+  labkit up                      start the lab (builds the images the first time)
+  labkit status                  hosts, addresses, services
+  labkit shell relay             a root shell on the relay
+  labkit exec relay -- mailq     run one command on a host
+  labkit reset relay             put the relay back to its baseline
+  labkit down                    stop the lab and remove everything it made
+  labkit up --lab alice          a second lab beside the first
+"""
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _lab(args: argparse.Namespace):
+    from labkit.lab import Lab
+    return Lab(args.lab, engine=args.engine, progress=_progress)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    started = time.monotonic()
+    lab.up()
+    print(f"lab {args.lab!r} is up ({time.monotonic() - started:.1f} s). "
+          f"Try: labkit status{_lab_opt(args)}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    lab.down()
+    print(f"lab {args.lab!r} is down; nothing of it is left on this machine")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    statuses = lab.status()
+    if not any(s.running for s in statuses):
+        print(f"lab {args.lab!r} is not running (start it: labkit up{_lab_opt(args)})")
+        return 3
+    for st in statuses:
+        state = "running" if st.running else "DOWN"
+        print(f"{st.name:9} {st.fqdn:22} {state:8} {', '.join(st.addresses)}")
+        for svc in st.services:
+            mark = "ok " if svc.active else "!! "
+            print(f"          {mark}{svc.name}: {svc.state}")
+    return 0 if all(s.running and all(v.active for v in s.services) for s in statuses) else 1
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    lab.topology.host(args.host)
+    argv = lab.engine.shell_argv(args.host)
+    os.execvp(argv[0], argv)
+    return 0  # not reached
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise LabkitError("exec needs a command: labkit exec HOST -- COMMAND [ARGS...]")
+    lab.topology.host(args.host)
+    argv = lab.engine.host_command(args.host, command)
+    os.execvp(argv[0], argv)
+    return 0  # not reached
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    started = time.monotonic()
+    lab.reset(args.host)
+    print(f"{args.host} is back to its baseline ({time.monotonic() - started:.1f} s)")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:  # noqa: ARG001
+    from labkit.engines.local import LocalEngine, list_labs
+    topo = topolib.load()
+    names = list_labs()
+    if not names:
+        print("no labs on this machine")
+    for name in names:
+        running = LocalEngine(topo, name).is_running()
+        print(f"{name:14} {'running' if running else 'stale (cleared by labkit up or down)'}")
+    return 0
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    topo = topolib.load()
+    if args.clear:
+        imagelib.remove_all()
+        print(f"removed every image in {imagelib.images_dir()}")
+        return 0
+    if args.build or args.rebuild:
+        imagelib.ensure_images(topo, _progress, rebuild=args.rebuild)
+    for name, host in topo.hosts.items():
+        img = imagelib.image_for(host)
+        state = f"{imagelib.sysutil.disk_usage_mb(img.path):.0f} MB" if img.exists \
+            else "not built"
+        print(f"{name:9} {img.path}  {state}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:  # noqa: ARG001
+    paths = topolib.render_provisioning_files(topolib.load())
+    print(f"wrote {len(paths)} files under {topolib.GENERATED_DIR}")
+    return 0
+
+
+def _lab_opt(args: argparse.Namespace) -> str:
+    return "" if args.lab == "lab" else f" --lab {args.lab}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--lab", default=os.environ.get("LABKIT_LAB", "lab"), metavar="NAME",
+                        help="which lab (default: $LABKIT_LAB or 'lab')")
+    common.add_argument("--engine", default=os.environ.get("LABKIT_ENGINE", "local"),
+                        choices=["local"], help="where the hosts run (default: local)")
+    parser = argparse.ArgumentParser(
+        prog="labkit", description="The MTA Hardening Lab: real Sendmail and Postfix "
+        "servers in a relay/server topology, to harden, probe and grade.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, func, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    add("up", cmd_up, "start the lab (internet, relay, server, client) and wait until "
+        "every service is up")
+    add("down", cmd_down, "stop the lab and remove every namespace, mount and process it made")
+    add("status", cmd_status, "show each host, its addresses and its services "
+        "(exit 0 all up, 1 something down, 3 lab not running)")
+    p = add("shell", cmd_shell, "open a root shell on a host")
+    p.add_argument("host", help="internet, relay, server or client")
+    p = add("exec", cmd_exec, "run one command on a host: labkit exec HOST -- CMD [ARGS]")
+    p.add_argument("host", help="internet, relay, server or client")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
+    p = add("reset", cmd_reset, "put a host back to its baseline (every change on it is lost)")
+    p.add_argument("host", help="internet, relay, server or client")
+    add("list", cmd_list, "list the labs on this machine")
+    p = add("images", cmd_images, "list, build or clear the cached host images")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--build", action="store_true", help="build the images not yet cached")
+    g.add_argument("--rebuild", action="store_true", help="build every image again")
+    g.add_argument("--clear", action="store_true", help="remove every cached image")
+    add("render", cmd_render, "write vagrant/provision/generated/ from the topology file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except LabkitError as exc:
+        print(f"labkit: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("labkit: interrupted; nothing was left half-made", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

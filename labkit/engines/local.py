@@ -1,0 +1,459 @@
+"""The ``local`` engine: each host a systemd-nspawn container booting Debian with systemd.
+
+Per lab ``NAME``, on this machine:
+
+- a network namespace per host, ``lk.NAME.HOST``, and one more, ``lk.NAME.switch``,
+  holding one bridge per topology network; each host interface is a veth pair whose
+  outer end is a port of its network's bridge (nothing is added to the machine's own
+  network namespace, and no lab namespace has a route off the lab);
+- a root file system per host: an overlay whose lower layer is the host's cached,
+  read-only image and whose upper layer is the lab's own, under
+  ``/var/lib/labkit/labs/NAME/HOST`` (``LABKIT_STATE`` overrides the parent);
+- a ``systemd-nspawn --boot`` per host, in its namespace, as a child session of labkit.
+
+Teardown removes exactly these. A lab whose processes are gone (the machine or the
+session that started it stopped) is *stale*: ``up`` and ``down`` recognise and clear it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from labkit import images as imagelib
+from labkit import preflight, sysutil
+from labkit.engines.base import Engine, HostStatus, Progress, RunResult, ServiceState
+from labkit.errors import HostBootError, LabExistsError, LabNotRunningError
+from labkit.topology import Host
+
+BOOT_TIMEOUT = 90.0
+HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def state_root() -> Path:
+    return Path(os.environ.get("LABKIT_STATE", "/var/lib/labkit/labs"))
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into KeyboardInterrupt, like Ctrl-C, while inside."""
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt(f"signal {signum}")
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+class LocalEngine(Engine):
+    """A lab on this machine, each host a booted nspawn container (see module doc)."""
+
+    kind = "local"
+
+    # --- names and places -------------------------------------------------------
+
+    @property
+    def lab_dir(self) -> Path:
+        return state_root() / self.lab
+
+    def netns(self, host: str) -> str:
+        return f"lk.{self.lab}.{host}"
+
+    @property
+    def switch_netns(self) -> str:
+        return f"lk.{self.lab}.switch"
+
+    def machine(self, host: str) -> str:
+        return f"lk-{self.lab}-{host}"
+
+    def _host_dir(self, host: str) -> Path:
+        return self.lab_dir / host
+
+    def _root(self, host: str) -> Path:
+        return self._host_dir(host) / "root"
+
+    def _state_file(self) -> Path:
+        return self.lab_dir / "state.json"
+
+    def _read_state(self) -> dict:
+        try:
+            return json.loads(self._state_file().read_text())
+        except (OSError, ValueError):
+            return {"hosts": {}}
+
+    def _write_state(self, state: dict) -> None:
+        self.lab_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._state_file().with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.rename(self._state_file())
+
+    # --- processes -------------------------------------------------------------
+
+    def _nspawn_pids(self) -> dict[str, int]:
+        """Live nspawn processes of this lab, by host (found by their command line)."""
+        found: dict[str, int] = {}
+        prefix = f"--machine={self.machine('')}"
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            argv = sysutil.cmdline(int(entry.name))
+            if not argv or not argv[0].endswith("systemd-nspawn"):
+                continue
+            for arg in argv:
+                if arg.startswith(prefix):
+                    found[arg[len(prefix):]] = int(entry.name)
+        return found
+
+    def _leader(self, host: str) -> int:
+        """PID (on this machine) of ``host``'s init, or raise LabNotRunningError."""
+        self.topology.host(host)
+        info = self._read_state()["hosts"].get(host, {})
+        pid = info.get("leader")
+        if pid and _is_container_init(pid) and _ppid(pid) == info.get("nspawn"):
+            return pid
+        nspawn = self._nspawn_pids().get(host)
+        leader = _container_init(nspawn) if nspawn else None
+        if leader:
+            return leader
+        raise LabNotRunningError(
+            f"host {host} of lab {self.lab!r} is not running (start it with: labkit up"
+            + ("" if self.lab == "lab" else f" --lab {self.lab}") + ")")
+
+    def _enter(self, leader: int, argv: list[str]) -> list[str]:
+        return ["nsenter", "-t", str(leader), "-a", "--", "env", "-i", f"PATH={HOST_PATH}",
+                "HOME=/root", "LANG=C.UTF-8", f"TERM={os.environ.get('TERM', 'xterm')}",
+                *argv]
+
+    # --- Engine verbs ----------------------------------------------------------
+
+    def is_running(self) -> bool:
+        return bool(self._nspawn_pids())
+
+    def has_leftovers(self) -> bool:
+        """True if anything of this lab exists on the machine (running or stale)."""
+        netns = Path("/run/netns")
+        return (self.lab_dir.exists() or bool(self._nspawn_pids())
+                or (netns.is_dir() and any(netns.glob(f"lk.{self.lab}.*"))))
+
+    def up(self, progress: Progress | None = None) -> None:
+        progress = progress or _quiet
+        preflight.require_local_engine()
+        if self.is_running():
+            raise LabExistsError(
+                f"lab {self.lab!r} is already running: use it, or stop it first with "
+                f"'labkit down --lab {self.lab}', or pick another name with --lab")
+        if self.has_leftovers():
+            progress(f"clearing what a stopped run of lab {self.lab!r} left behind")
+            self._teardown()
+        images = imagelib.ensure_images(self.topology, progress)
+        started = time.monotonic()
+        try:
+            with _signals_interrupt():
+                self._write_state({"lab": self.lab, "engine": self.kind, "hosts": {}})
+                self._create_networks()
+                for host in self.topology.hosts.values():
+                    self._start_host(host, images[host.name])
+                self._wait_booted(list(self.topology.hosts), progress)
+        except BaseException:
+            progress(f"lab {self.lab!r} did not start; removing what was made")
+            self._teardown()
+            raise
+        progress(f"lab {self.lab!r} up in {time.monotonic() - started:.1f} s")
+
+    def down(self) -> None:
+        self._teardown()
+
+    def reset(self, host: str, progress: Progress | None = None) -> None:
+        progress = progress or _quiet
+        spec = self.topology.host(host)
+        self._leader(host)  # raises if not running
+        image = imagelib.image_for(spec)
+        if not image.exists:
+            image = imagelib.ensure_images(self.topology, progress)[host]
+        with _signals_interrupt():
+            self._stop_host(host)
+            sysutil.unmount_under(self._root(host))
+            sysutil.remove_tree(self._host_dir(host))
+            self._start_host(spec, image)
+            self._wait_booted([host], progress)
+        progress(f"{host} reset to its baseline")
+
+    def status(self) -> list[HostStatus]:
+        live = self._nspawn_pids()
+        result = []
+        for host in self.topology.hosts.values():
+            st = HostStatus(host.name, host.fqdn, host.name in live,
+                            [f"{i.address} ({i.network})" for i in host.interfaces])
+            if st.running and host.services:
+                out = self.run(host.name, ["systemctl", "is-active", *host.services])
+                words = out.stdout.split()
+                padded = words + ["unknown"] * len(host.services)
+                for svc, word in zip(host.services, padded, strict=False):
+                    st.services.append(ServiceState(svc, word == "active", word))
+            elif not st.running:
+                st.services = [ServiceState(s, False, "down") for s in host.services]
+            result.append(st)
+        return result
+
+    def run(self, host: str, argv: list[str], input: str | None = None,
+            timeout: float = 60) -> RunResult:
+        cmd = self._enter(self._leader(host), argv)
+        try:
+            proc = subprocess.run(cmd, input=input, capture_output=True, text=True,
+                                  timeout=timeout,
+                                  stdin=None if input is not None else subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as exc:
+            return RunResult(host, argv, 124, _text(exc.stdout),
+                             _text(exc.stderr) + f"\n(timed out after {timeout:.0f} s)")
+        return RunResult(host, argv, proc.returncode, proc.stdout, proc.stderr)
+
+    def host_command(self, host: str, argv: list[str]) -> list[str]:
+        return self._enter(self._leader(host), argv)
+
+    def shell_argv(self, host: str) -> list[str]:
+        return self._enter(self._leader(host), ["/bin/bash", "--login"])
+
+    def host_pids(self, host: str) -> list[int]:
+        """PIDs (on this machine) of every process of ``host``."""
+        leader = self._leader(host)
+        pidns = os.readlink(f"/proc/{leader}/ns/pid")
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if os.readlink(f"{entry}/ns/pid") == pidns:
+                        pids.append(int(entry.name))
+                except OSError:
+                    continue
+        return pids
+
+    # --- building blocks -------------------------------------------------------
+
+    def _ip(self, *args: str) -> None:
+        sysutil.run(["ip", *args])
+
+    def _create_networks(self) -> None:
+        sw = self.switch_netns
+        self._ip("netns", "add", sw)
+        self._ip("-n", sw, "link", "set", "lo", "up")
+        for net in self.topology.networks:
+            self._ip("-n", sw, "link", "add", f"br-{net}"[:15], "type", "bridge")
+            self._ip("-n", sw, "link", "set", f"br-{net}"[:15], "up")
+        for host in self.topology.hosts.values():
+            ns = self.netns(host.name)
+            self._ip("netns", "add", ns)
+            self._ip("-n", ns, "link", "set", "lo", "up")
+            for i, itf in enumerate(host.interfaces):
+                outer = f"{host.name[:12]}-{i}"
+                self._ip("-n", sw, "link", "add", outer, "type", "veth",
+                         "peer", "name", f"eth{i}", "netns", ns)
+                self._ip("-n", sw, "link", "set", outer, "master", f"br-{itf.network}"[:15], "up")
+                prefix = self.topology.networks[itf.network].prefixlen
+                self._ip("-n", ns, "addr", "add", f"{itf.address}/{prefix}", "dev", f"eth{i}")
+                self._ip("-n", ns, "link", "set", f"eth{i}", "up")
+
+    def _start_host(self, host: Host, image: imagelib.Image) -> None:
+        hdir = self._host_dir(host.name)
+        upper, work, root = hdir / "upper", hdir / "work", hdir / "root"
+        for d in (upper, work, root):
+            d.mkdir(parents=True, exist_ok=True)
+        # The container's console is read-only: no getty on it.
+        mask = upper / "etc/systemd/system/console-getty.service"
+        mask.parent.mkdir(parents=True, exist_ok=True)
+        if not mask.is_symlink():
+            mask.symlink_to("/dev/null")
+        sysutil.run(["mount", "-t", "overlay", "overlay", "-o",
+                     f"lowerdir={image.path},upperdir={upper},workdir={work}", str(root)])
+        preflight.ensure_nspawn_runtime_dir()
+        log = open(hdir / "console.log", "w")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            ["systemd-nspawn", "--quiet", "--boot", f"--directory={root}",
+             f"--machine={self.machine(host.name)}", "--register=no", "--keep-unit",
+             f"--network-namespace-path=/run/netns/{self.netns(host.name)}",
+             "--resolv-conf=off", "--timezone=off", "--link-journal=no",
+             "--console=read-only"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        log.close()
+        leader = 0
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not leader:
+            if proc.poll() is not None:
+                raise HostBootError(f"{host.name}: systemd-nspawn exited {proc.returncode}:\n"
+                                    + _tail(hdir / "console.log"))
+            leader = _container_init(proc.pid) or 0
+            time.sleep(0.02)
+        if not leader:
+            raise HostBootError(f"{host.name}: the container's init did not start in 10 s\n"
+                                + _tail(hdir / "console.log"))
+        state = self._read_state()
+        state["hosts"][host.name] = {"nspawn": proc.pid, "leader": leader,
+                                     "image": str(image.path)}
+        self._write_state(state)
+
+    def _wait_booted(self, hosts: list[str], progress: Progress) -> None:
+        """Wait until each host's systemd is up and its services are active."""
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        pending = list(hosts)
+        while pending:
+            live = self._nspawn_pids()
+            for host in list(pending):
+                if host not in live:
+                    raise HostBootError(f"{host}: the container stopped while booting; "
+                                        "its console ends:\n"
+                                        + _tail(self._host_dir(host) / "console.log"))
+                res = self.run(host, ["systemctl", "is-system-running"], timeout=10)
+                word = res.stdout.strip()
+                if word in ("running", "degraded"):
+                    self._check_services(host)
+                    pending.remove(host)
+                    progress(f"  {host}: up")
+            if pending and time.monotonic() > deadline:
+                host = pending[0]
+                raise HostBootError(
+                    f"{host}: not booted after {BOOT_TIMEOUT:.0f} s "
+                    f"(systemd says {word or 'nothing'}); its journal ends:\n"
+                    + self._journal(host, []))
+            if pending:
+                time.sleep(0.1)
+
+    def _check_services(self, host: str) -> None:
+        services = list(self.topology.host(host).services)
+        if not services:
+            return
+        for _ in range(50):  # a service may still be activating right after boot
+            words = self.run(host, ["systemctl", "is-active", *services]).stdout.split()
+            padded = words + ["unknown"] * len(services)
+            bad = [s for s, w in zip(services, padded, strict=False) if w != "active"]
+            if not bad or any(w == "failed" for w in words):
+                break
+            time.sleep(0.1)
+        if bad:
+            raise HostBootError(
+                f"{host}: service {', '.join(bad)} did not start; its journal ends:\n"
+                + self._journal(host, bad))
+
+    def _journal(self, host: str, units: list[str]) -> str:
+        args = ["journalctl", "--no-pager", "-b", "-n", "25", "-o", "short"]
+        for u in units:
+            args += ["-u", u]
+        try:
+            out = self.run(host, args, timeout=10)
+        except LabNotRunningError:
+            return _tail(self._host_dir(host) / "console.log")
+        return "\n".join("  " + ln for ln in out.stdout.splitlines()[-25:])
+
+    def _stop_host(self, host: str) -> None:
+        nspawn = self._nspawn_pids().get(host)
+        if nspawn is None:
+            return
+        for kid in sysutil.children(nspawn):
+            _kill(kid, signal.SIGKILL)  # the whole PID namespace goes with its init
+        deadline = time.monotonic() + 10
+        while sysutil.pid_alive(nspawn) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        _kill(nspawn, signal.SIGKILL)
+        while sysutil.pid_alive(nspawn) and _is_zombie(nspawn) is False:
+            time.sleep(0.02)
+
+    def _teardown(self) -> None:
+        """Remove every process, mount, namespace and file of this lab; idempotent."""
+        for host in self._nspawn_pids():
+            self._stop_host(host)
+        # A host whose nspawn was killed alone keeps running as an orphan: end it too.
+        for host, info in self._read_state().get("hosts", {}).items():
+            leader = info.get("leader")
+            if leader and _root_of(leader) == self._root(host):
+                _kill(leader, signal.SIGKILL)
+        sysutil.unmount_under(self.lab_dir)
+        netns = Path("/run/netns")
+        if netns.is_dir():
+            for ns in netns.glob(f"lk.{self.lab}.*"):
+                sysutil.run(["ip", "netns", "delete", ns.name], check=False)
+        sysutil.remove_tree(self.lab_dir)
+
+
+def list_labs() -> list[str]:
+    """Names of every lab with anything on this machine (running or stale)."""
+    names = set()
+    if state_root().is_dir():
+        names |= {p.name for p in state_root().iterdir() if p.is_dir()}
+    netns = Path("/run/netns")
+    if netns.is_dir():
+        names |= {p.name.split(".")[1] for p in netns.glob("lk.*.*")}
+    return sorted(names)
+
+
+def _is_container_init(pid: int) -> bool:
+    """True if ``pid`` is PID 1 of a PID namespace nested in ours (a booted host's init)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("NSpid:"):
+            ids = line.split()[1:]
+            return len(ids) >= 2 and ids[-1] == "1"
+    return False
+
+
+def _container_init(nspawn: int) -> int | None:
+    """The init of the container that the nspawn process ``nspawn`` runs, once it exists."""
+    for kid in sysutil.children(nspawn):
+        if _is_container_init(kid):
+            return kid
+    return None
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _root_of(pid: int) -> Path | None:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/root"))
+    except OSError:
+        return None
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _is_zombie(pid: int) -> bool | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return None
+
+
+def _tail(path: Path, n: int = 20) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()[-n:]
+    except OSError:
+        return "  (no console log)"
+    return "\n".join("  " + ln for ln in lines)
+
+
+def _text(data: str | bytes | None) -> str:
+    if data is None:
+        return ""
+    return data if isinstance(data, str) else data.decode(errors="replace")

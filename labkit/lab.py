@@ -1,0 +1,100 @@
+"""The ``Lab`` object: one lab of the topology on one engine, for notebooks and the CLI.
+
+>>> lab = Lab()                # the lab called "lab" on the local engine
+>>> lab.up()                   # starts (and on first use builds) every host
+>>> lab.run("relay", ["sendmail", "-d0.1", "-bt"], input="")
+>>> lab.sink_messages()        # what the outside MX (example.net) has received
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+from labkit import topology as topolib
+from labkit.engines import get_engine
+from labkit.engines.base import Engine, HostStatus, Progress, RunResult
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class SinkMessage:
+    """A message the outside MX received (see vagrant/provision/files/internet)."""
+    name: str
+    received_at: str
+    peer: str | None
+    helo: str | None
+    mail_from: str
+    rcpt_tos: list[str]
+    size: int
+    data: str
+
+
+class Lab:
+    """A lab of the topology on an engine ("local" by default), under a name."""
+
+    def __init__(self, name: str = "lab", engine: str = "local",
+                 topology: topolib.Topology | None = None,
+                 progress: Progress | None = _stderr) -> None:
+        self.topology = topology or topolib.load()
+        self.engine: Engine = get_engine(engine, self.topology, name)
+        self.name = name
+        self.progress = progress
+
+    def __repr__(self) -> str:
+        return f"Lab({self.name!r}, engine={self.engine.kind!r})"
+
+    # the engine's verbs
+    def up(self) -> Lab:
+        self.engine.up(self.progress)
+        return self
+
+    def down(self) -> None:
+        self.engine.down()
+
+    def is_running(self) -> bool:
+        return self.engine.is_running()
+
+    def status(self) -> list[HostStatus]:
+        return self.engine.status()
+
+    def run(self, host: str, argv: list[str] | str, input: str | None = None,
+            timeout: float = 60) -> RunResult:
+        """Run a command on ``host`` (a list, or a string for ``sh -c``)."""
+        if isinstance(argv, str):
+            argv = ["sh", "-c", argv]
+        return self.engine.run(host, argv, input=input, timeout=timeout)
+
+    def reset(self, host: str) -> None:
+        self.engine.reset(host, self.progress)
+
+    def read_file(self, host: str, path: str) -> str:
+        return self.engine.read_file(host, path)
+
+    def write_file(self, host: str, path: str, content: str, mode: str = "0644") -> None:
+        self.engine.write_file(host, path, content, mode)
+
+    # what the lab's own services recorded
+    def sink_messages(self) -> list[SinkMessage]:
+        """Every message the outside MX has recorded, oldest first."""
+        sink = self.topology.mail["sink"]
+        script = ('cd "$1" 2>/dev/null || exit 0; for f in $(ls | sort); do '
+                  'printf "%s\\n" "$f"; cat "$f"; printf "\\n\\036\\n"; done')
+        out = self.run(sink["host"], ["sh", "-c", script, "sh", sink["spool"]]).check().stdout
+        messages = []
+        for chunk in out.split("\n\x1e\n"):
+            if not chunk.strip():
+                continue
+            name, _, body = chunk.partition("\n")
+            rec = json.loads(body)
+            messages.append(SinkMessage(name=name, **rec))
+        return messages
+
+    def mailbox(self, user: str) -> str:
+        """The content of ``user``'s mailbox on the server ('' if it has none)."""
+        res = self.run("server", ["cat", f"/var/mail/{user}"])
+        return res.stdout if res.ok else ""

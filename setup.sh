@@ -1,0 +1,45 @@
+#!/bin/bash
+# Install everything the MTA Hardening Lab needs on Debian 12, then start the lab and
+# JupyterLab. Run as root from the repository:
+#
+#   sudo ./setup.sh                 install, start the lab, open JupyterLab on 127.0.0.1:8888
+#   sudo ./setup.sh --install-only  install only (what the test command uses)
+#
+# Idempotent: run it again at any time; it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: run as root (sudo ./setup.sh): the lab uses namespaces, mounts and containers" >&2
+    exit 1
+fi
+if ! grep -qs 'bookworm\|^12' /etc/debian_version /etc/os-release; then
+    echo "setup.sh: warning: made for Debian 12 (bookworm); carrying on" >&2
+fi
+
+# Debian packages: the local engine (systemd-nspawn, mmdebstrap, iproute2), the tools the
+# tests use from outside the lab (m4 for sendmail.mc edits, swaks), and Vagrant (the
+# Vagrantfile is validated by the tests; VMs are for learners' laptops).
+APT_PACKAGES="systemd-container mmdebstrap iproute2 util-linux mount psmisc kmod m4 swaks
+ dnsutils python3 python3-venv python3-pip git ca-certificates vagrant vagrant-libvirt"
+missing=""
+for p in $APT_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "setup.sh: installing Debian packages:$missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+fi
+
+# Python packages: labkit itself (editable) and what the course and tests use.
+python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+
+if [ "${1:-}" = "--install-only" ]; then
+    echo "setup.sh: installed. Start the lab with: labkit up"
+    exit 0
+fi
+
+labkit up
+echo "setup.sh: starting JupyterLab on http://127.0.0.1:8888 (Ctrl-C stops it; 'labkit down' stops the lab)"
+exec jupyter lab --allow-root --no-browser --ip 127.0.0.1 --port 8888 notebooks/

@@ -1,0 +1,1 @@
+"""Shared test set-up. Lab tests (marker ``lab``) share one lab per test session."""

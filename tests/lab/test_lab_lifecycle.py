@@ -1,0 +1,98 @@
+"""The local engine's life cycle: several labs, down leaves nothing, reset, stale labs, Ctrl-C."""
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labkit import Lab
+from labkit.engines.local import LocalEngine, state_root
+from labkit.errors import LabExistsError, LabNotRunningError
+from tests.lab.conftest import lab_name, wait_for
+
+pytestmark = pytest.mark.lab
+
+
+def leftovers(name: str) -> list[str]:
+    """Everything of lab ``name`` still on this machine: namespaces, mounts, files, processes."""
+    found = [f"netns {p.name}" for p in Path("/run/netns").glob(f"lk.{name}.*")]
+    found += [f"mount {line.split()[1]}" for line in Path("/proc/mounts").read_text().splitlines()
+              if f"/{name}/" in line.split()[1] and str(state_root()) in line.split()[1]]
+    if (state_root() / name).exists():
+        found.append(f"dir {state_root() / name}")
+    out = subprocess.run(["pgrep", "-af", f"--machine=lk-{name}-"], capture_output=True, text=True)
+    found += [f"process {ln}" for ln in out.stdout.splitlines()]
+    return found
+
+
+def test_a_second_lab_runs_beside_the_first_and_down_leaves_nothing(lab):
+    second = Lab(lab_name("b"), progress=None)
+    try:
+        second.up()
+        assert lab.is_running() and second.is_running()
+        # Same addresses, separate worlds: each relay answers in its own lab.
+        for each in (lab, second):
+            res = each.run("internet", ["nc", "-w", "3", "192.168.56.20", "25"], input="QUIT\r\n")
+            assert res.stdout.startswith("220 relay.example.com"), res.stdout
+        second.write_file("relay", "/root/only-in-b", "b\n")
+        assert not lab.run("relay", ["test", "-e", "/root/only-in-b"]).ok
+    finally:
+        second.down()
+    assert leftovers(second.name) == []
+    assert lab.is_running()
+
+
+def test_up_refuses_a_lab_name_already_running(lab):
+    with pytest.raises(LabExistsError, match="already running"):
+        Lab(lab.name, progress=None).up()
+
+
+def test_reset_restores_a_changed_host(lab):
+    lab.write_file("relay", "/etc/mail/learner-was-here", "x\n")
+    lab.run("relay", "echo 'garbage(' >> /etc/mail/sendmail.mc").check()
+    lab.run("relay", ["systemctl", "stop", "sendmail"]).check()
+    lab.reset("relay")
+    assert not lab.run("relay", ["test", "-e", "/etc/mail/learner-was-here"]).ok
+    assert "garbage(" not in lab.read_file("relay", "/etc/mail/sendmail.mc")
+    assert lab.run("relay", ["systemctl", "is-active", "sendmail"]).stdout.strip() == "active"
+    res = lab.run("internet", ["nc", "-w", "3", "192.168.56.20", "25"], input="QUIT\r\n")
+    assert res.stdout.startswith("220 relay.example.com")
+
+
+def test_a_stale_lab_is_recognised_and_cleared_by_up(lab):  # noqa: ARG001 - after the main lab
+    name = lab_name("s")
+    stale = Lab(name, progress=None)
+    stale.up()
+    engine = stale.engine
+    assert isinstance(engine, LocalEngine)
+    # A stopped session: every process is killed; namespaces, mounts and files stay.
+    for host in stale.topology.hosts:
+        for pid in engine.host_pids(host):
+            subprocess.run(["kill", "-KILL", str(pid)])
+    for pid in engine._nspawn_pids().values():
+        subprocess.run(["kill", "-KILL", str(pid)])
+    wait_for(lambda: not engine.is_running(), timeout=15, what="the killed lab to stop")
+    assert leftovers(name), "a killed lab should leave namespaces and mounts behind"
+    with pytest.raises(LabNotRunningError):
+        stale.run("relay", ["true"])
+    try:
+        stale.up()  # recognises the stale lab, clears it, starts afresh
+        assert stale.run("relay", ["systemctl", "is-active", "sendmail"]).stdout.strip() == "active"
+    finally:
+        stale.down()
+    assert leftovers(name) == []
+
+
+def test_ctrl_c_during_up_leaves_nothing():
+    name = lab_name("c")
+    proc = subprocess.Popen([sys.executable, "-m", "labkit.cli", "up", "--lab", name],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: Path(f"/run/netns/lk.{name}.relay").exists() or proc.poll() is not None,
+             timeout=30, interval=0.05, what="up to start making the lab")
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "interrupted" in out
+    assert leftovers(name) == []

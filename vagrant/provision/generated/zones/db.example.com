@@ -1,0 +1,9 @@
+; zone example.com: rendered from labkit/topology.yaml, do not edit
+$TTL 300
+@ IN SOA ns.example.net. hostmaster.example.com. ( 1 3600 600 86400 300 )
+@ IN NS ns.example.net.
+relay.example.com. IN A 192.168.56.20
+relay-in.example.com. IN A 192.168.57.20
+server.example.com. IN A 192.168.57.30
+client.example.com. IN A 192.168.57.40
+@ IN MX 10 relay.example.com.

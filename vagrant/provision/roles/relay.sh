@@ -1,0 +1,46 @@
+# relay: the DMZ relay (Sendmail), MX of the organisation's domain. Dual homed: the
+# outside leg faces internet, the inside leg the LAN. It also forwards the inside
+# hosts' DNS queries to the lab DNS (the inside has no route to internet).
+# BASELINE configuration: careless on purpose (see files/relay/sendmail.mc).
+
+write_aliases
+put_file relay/sendmail.mc /etc/mail/sendmail.mc 0644
+{
+    echo "# Relay access: BASELINE. Far too broad: every 192.168.x.x client may relay,"
+    echo "# the outside network included."
+    echo "Connect:localhost.localdomain	RELAY"
+    echo "Connect:localhost		RELAY"
+    echo "Connect:127.0.0.1		RELAY"
+    echo "Connect:192.168			RELAY"
+} > /etc/mail/access
+echo "$LAB_ORG_DOMAIN" > /etc/mail/relay-domains
+{
+    echo "# The organisation's mail goes to the internal server."
+    echo "$LAB_ORG_DOMAIN	smtp:[$LAB_SERVER_FQDN]"
+} > /etc/mail/mailertable
+printf '%s\n' localhost "$HOST_FQDN" "$LAB_INSIDE_GATEWAY_NAME" > /etc/mail/local-host-names
+
+# Cyrus SASL for Sendmail: secrets in sasldb (/etc/sasldb2), every lab user.
+install -d -m 0755 /etc/sasl2
+printf 'pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: DIGEST-MD5 CRAM-MD5 LOGIN PLAIN\n' \
+    > /etc/sasl2/Sendmail.conf
+add_mail_users
+for u in $LAB_MAIL_USERS; do
+    echo "$LAB_MAIL_PASSWORD" | saslpasswd2 -p -c -u "$HOST_FQDN" "$u"
+done
+chgrp sasl /etc/sasldb2 2>/dev/null || true
+chmod 0640 /etc/sasldb2
+
+make -s -C /etc/mail >/dev/null
+newaliases >/dev/null
+
+# DNS for the inside hosts: forward everything to the lab DNS.
+install -d -m 0755 /etc/labkit
+printf 'listen-address=%s\nbind-interfaces\nno-resolv\nno-hosts\nserver=%s\ncache-size=0\nuser=dnsmasq\n' \
+    "$LAB_INSIDE_GATEWAY_ADDR" "$LAB_DNS_SERVER" > /etc/labkit/dns-forwarder.conf
+id dnsmasq >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin dnsmasq
+put_file relay/labkit-dns-forwarder.service /etc/systemd/system/labkit-dns-forwarder.service 0644
+
+# Baseline snapshot: labkit's reset and the course's start states restore from here.
+install -d -m 0700 /var/lib/labkit/baseline
+tar -C / -czf /var/lib/labkit/baseline/mail-config.tar.gz etc/mail etc/aliases etc/sasldb2 etc/sasl2
