@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 
@@ -35,11 +36,16 @@ class SinkMessage:
 
 
 class Lab:
-    """A lab of the topology on an engine ("local" by default), under a name."""
+    """A lab of the topology on an engine ("local" by default), under a name.
 
-    def __init__(self, name: str = "lab", engine: str = "local",
+    The name defaults to $LABKIT_LAB, else "lab" (what ``labkit up`` starts).
+    """
+
+    def __init__(self, name: str | None = None, engine: str | None = None,
                  topology: topolib.Topology | None = None,
                  progress: Progress | None = _stderr) -> None:
+        name = name or os.environ.get("LABKIT_LAB", "lab")
+        engine = engine or os.environ.get("LABKIT_ENGINE", "local")
         self.topology = topology or topolib.load()
         self.engine: Engine = get_engine(engine, self.topology, name)
         self.name = name

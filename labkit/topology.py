@@ -287,17 +287,9 @@ def _host_env(host: Host) -> list[str]:
     ]
 
 
-def _hosts_file(topo: Topology) -> list[str]:
-    lines = ["# rendered from labkit/topology.yaml, do not edit", "127.0.0.1\tlocalhost",
-             "::1\tlocalhost ip6-localhost ip6-loopback"]
-    for name, addr in topo.address_records():
-        lines.append(f"{addr}\t{name} {name.split('.')[0]}")
-    return lines
-
-
 def provisioning_files(topo: Topology) -> dict[str, str]:
     """Every generated provisioning file, by path relative to the generated dir."""
-    files: dict[str, list[str]] = {"lab.env": _lab_env(topo), "hosts": _hosts_file(topo)}
+    files: dict[str, list[str]] = {"lab.env": _lab_env(topo)}
     for host in topo.hosts.values():
         files[f"host-{host.name}.env"] = _host_env(host)
     for origin, lines in {**_forward_zones(topo), **_reverse_zones(topo)}.items():

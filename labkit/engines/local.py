@@ -361,12 +361,9 @@ class LocalEngine(Engine):
             return
         for kid in sysutil.children(nspawn):
             _kill(kid, signal.SIGKILL)  # the whole PID namespace goes with its init
-        deadline = time.monotonic() + 10
-        while sysutil.pid_alive(nspawn) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        _kill(nspawn, signal.SIGKILL)
-        while sysutil.pid_alive(nspawn) and _is_zombie(nspawn) is False:
-            time.sleep(0.02)
+        if not _wait_gone(nspawn, 10):
+            _kill(nspawn, signal.SIGKILL)
+            _wait_gone(nspawn, 10)
 
     def _teardown(self) -> None:
         """Remove every process, mount, namespace and file of this lab; idempotent."""
@@ -438,11 +435,24 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def _is_zombie(pid: int) -> bool | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
-    except OSError:
-        return None
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Wait until ``pid`` has exited (reaping it if it is our child); False on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass  # not our child: its parent reaps it
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
 
 
 def _tail(path: Path, n: int = 20) -> str:
