@@ -176,8 +176,13 @@ def ensure_images(topo: Topology, progress: Progress | None = None,
     if not todo:
         return images
     images_dir().mkdir(parents=True, exist_ok=True)
-    progress(f"building images for {', '.join(h.name for h in todo)} "
-             f"(first time only; cached in {images_dir()})")
+    def why(host: Host) -> str:
+        if rebuild:
+            return "rebuild asked"
+        stale = [p for p in images_dir().glob(f"{host.name}-*") if ".partial-" not in p.name]
+        return "its inputs changed" if stale else "not built yet"
+    progress("building images (cached in " + str(images_dir()) + "): "
+             + "; ".join(f"{h.name}, {why(h)}" for h in todo))
     for host in todo:
         if images[host.name].exists:
             sysutil.remove_tree(images[host.name].path)

@@ -17,7 +17,7 @@ def test_status_shows_every_host_address_and_service(lab):
     res = labkit("status", "--lab", lab.name)
     assert res.returncode == 0, res.stdout + res.stderr
     for text in ("relay.example.com", "192.168.56.20 (outside)", "192.168.57.20 (inside)",
-                 "ok sendmail: active", "ok postfix: active", "ok named: active",
+                 "ok sendmail: active", "ok postfix: active", "ok unbound: active",
                  "ok rbldnsd: active", "ok labkit-mx-sink: active"):
         assert text in res.stdout
 

@@ -9,7 +9,7 @@ import pytest
 
 from labkit import Lab
 from labkit.engines.local import LocalEngine, state_root
-from labkit.errors import LabExistsError, LabNotRunningError
+from labkit.errors import HostBootError, LabExistsError, LabNotRunningError
 from tests.lab.conftest import lab_name, wait_for
 
 pytestmark = pytest.mark.lab
@@ -96,3 +96,24 @@ def test_ctrl_c_during_up_leaves_nothing():
     assert proc.returncode == 130, out
     assert "interrupted" in out
     assert leftovers(name) == []
+
+
+def test_a_service_that_does_not_start_is_named_with_its_journal(lab):
+    """What `up` reports when a host boots but one of its services fails."""
+    override = "/etc/systemd/system/labkit-dns-forwarder.service.d/broken.conf"
+    lab.write_file("relay", override,
+                   "[Service]\nRestart=no\nExecStart=\nExecStart=/usr/sbin/dnsmasq --no-such-option\n")
+    try:
+        lab.run("relay", "systemctl daemon-reload; systemctl restart labkit-dns-forwarder")
+        wait_for(lambda: lab.run("relay", ["systemctl", "is-failed", "labkit-dns-forwarder"]).ok,
+                 timeout=15, what="the broken service to fail")
+        engine = lab.engine
+        assert isinstance(engine, LocalEngine)
+        with pytest.raises(HostBootError) as err:
+            engine._check_services("relay")
+        message = str(err.value)
+        assert message.startswith("relay: service labkit-dns-forwarder did not start")
+        assert "its journal ends:" in message and "dnsmasq" in message
+    finally:
+        lab.run("relay", f"rm -f {override}; systemctl daemon-reload; "
+                "systemctl restart labkit-dns-forwarder").check()

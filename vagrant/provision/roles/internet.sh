@@ -1,23 +1,25 @@
-# internet: the outside world. The lab's DNS (BIND, authoritative for the lab zones,
-# forward and reverse), the lab DNSBL (rbldnsd, reached through BIND), and the MX of
+# internet: the outside world. The lab's DNS (Unbound, authoritative for the lab zones,
+# forward and reverse), the lab DNSBL (rbldnsd, reached through Unbound), and the MX of
 # the outside domain: an SMTP sink that records every message it receives.
 
-# --- BIND: the lab zones, and forward zones for the DNSBLs served by rbldnsd ---
-install -d -m 0755 /etc/bind/lab
-cp "$PROVISION_DIR"/generated/zones/db.* /etc/bind/lab/
+# --- Unbound: authoritative for the lab zones, forwarding the DNSBL zones to rbldnsd ---
+install -d -m 0755 /etc/unbound/lab
+cp "$PROVISION_DIR"/generated/zones/db.* /etc/unbound/lab/
+rm -f /etc/unbound/unbound.conf.d/*.conf
 {
-    echo "// Lab zones, rendered from labkit/topology.yaml by provision.sh"
+    cat "$PROVISION_DIR/files/internet/unbound.conf"
+    echo
+    echo "# Lab zones, rendered from labkit/topology.yaml by provision.sh"
     for f in "$PROVISION_DIR"/generated/zones/db.*; do
         z=${f##*/db.}
-        echo "zone \"$z\" { type primary; file \"/etc/bind/lab/db.$z\"; };"
+        printf 'auth-zone:\n    name: "%s."\n    zonefile: "/etc/unbound/lab/db.%s"\n' "$z" "$z"
+        printf '    for-downstream: yes\n    for-upstream: yes\n    fallback-enabled: no\n'
     done
     for z in "$LAB_DNSBL_ZONE" "$LAB_RHSBL_ZONE"; do
-        echo "zone \"$z\" { type forward; forward only; forwarders { 127.0.0.1 port 5353; }; };"
+        printf 'forward-zone:\n    name: "%s."\n    forward-addr: 127.0.0.1@5353\n' "$z"
     done
-} > /etc/bind/named.conf.local
-put_file internet/named.conf.options /etc/bind/named.conf.options 0644
-# One worker thread is plenty for a lab and keeps BIND's memory small.
-echo 'OPTIONS="-u bind -n 1"' > /etc/default/named
+} > /etc/unbound/unbound.conf
+unbound-checkconf /etc/unbound/unbound.conf
 
 # --- rbldnsd: the DNSBL (by address) and RHSBL (by domain) zones, RFC 5782 entries ---
 install -d -m 0755 /var/lib/rbldns/lab
