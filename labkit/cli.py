@@ -46,9 +46,17 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    lab = _lab(args)
-    lab.down()
-    print(f"lab {args.lab!r} is down; nothing of it is left on this machine")
+    if args.all:
+        from labkit.engines.local import list_labs
+        names = list_labs()
+    else:
+        names = [args.lab]
+    for name in names:
+        args.lab = name
+        _lab(args).down()
+        print(f"lab {name!r} is down; nothing of it is left on this machine")
+    if not names:
+        print("no labs on this machine")
     return 0
 
 
@@ -151,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("up", cmd_up, "start the lab (internet, relay, server, client) and wait until "
         "every service is up")
-    add("down", cmd_down, "stop the lab and remove every namespace, mount and process it made")
+    p = add("down", cmd_down, "stop the lab and remove every namespace, mount and process it made")
+    p.add_argument("--all", action="store_true",
+                   help="every lab on this machine, stale ones included (see: labkit list)")
     add("status", cmd_status, "show each host, its addresses and its services "
         "(exit 0 all up, 1 something down, 3 lab not running)")
     p = add("shell", cmd_shell, "open a root shell on a host")

@@ -13,6 +13,7 @@ import os
 import sys
 from dataclasses import dataclass
 
+from labkit import probes
 from labkit import topology as topolib
 from labkit.engines import get_engine
 from labkit.engines.base import Engine, HostStatus, Progress, RunResult
@@ -83,6 +84,28 @@ class Lab:
 
     def write_file(self, host: str, path: str, content: str, mode: str = "0644") -> None:
         self.engine.write_file(host, path, content, mode)
+
+    # probes, from a vantage host
+    def smtp(self, vantage: str, target: str = "relay", port: int = 25,
+             timeout: float = 10.0) -> probes.SmtpSession:
+        """An SMTP session from ``vantage`` to ``target`` (a host, an address or a name).
+
+        >>> with lab.smtp("internet", "relay") as s:
+        ...     s.ehlo(); s.vrfy("root")
+        ...     print(s.transcript)
+        """
+        return probes.smtp_session(self.engine, vantage, target, port, timeout)
+
+    def dns(self, vantage: str) -> probes.DnsProbe:
+        """DNS look-ups as ``vantage`` makes them: ``lab.dns("server").mx("example.com")``."""
+        return probes.dns_probe(self.engine, vantage)
+
+    def relay_matrix(self, vantage: str = "internet", target: str = "relay",
+                     wait: float = 8.0) -> probes.RelayMatrix:
+        """Try every relay trick from ``vantage`` against ``target``; see what leaked."""
+        return probes.run_relay_matrix(
+            self.engine, vantage, target, wait=wait,
+            sink=lambda: [m.data for m in self.sink_messages()])
 
     # what the lab's own services recorded
     def sink_messages(self) -> list[SinkMessage]:

@@ -85,6 +85,19 @@ class Topology:
             known = ", ".join(self.hosts)
             raise TopologyError(f"unknown host {name!r}; the lab's hosts are: {known}") from None
 
+    def address_for(self, target: str, vantage: str) -> ipaddress.IPv4Address:
+        """The address of host ``target`` as host ``vantage`` would reach it.
+
+        An address on a network the two share if there is one, else the target's main
+        address (which the vantage may well be unable to reach: some probes show that).
+        """
+        tgt, van = self.host(target), self.host(vantage)
+        shared = {i.network for i in van.interfaces}
+        for itf in tgt.interfaces:
+            if itf.network in shared:
+                return itf.address
+        return tgt.address
+
     def address_records(self) -> list[tuple[str, ipaddress.IPv4Address]]:
         """Every (name, address) pair the lab DNS serves, forward and reverse."""
         records: list[tuple[str, ipaddress.IPv4Address]] = []

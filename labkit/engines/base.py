@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import re
+import socket
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,6 +114,14 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def host_command(self, host: str, argv: list[str]) -> list[str]:
         """A command line for this machine that runs ``argv`` on ``host``."""
+
+    @abc.abstractmethod
+    def connect(self, host: str, address: str, port: int, timeout: float = 10.0) -> socket.socket:
+        """A TCP connection to ``address``:``port`` opened FROM ``host`` (its addresses,
+        its routes): the one network primitive every probe is built on.
+
+        Raises OSError as a socket would (refused, unreachable, timed out).
+        """
 
     # --- derived verbs, the same for every engine -------------------------------
 

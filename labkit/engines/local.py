@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,8 +30,9 @@ from pathlib import Path
 from labkit import images as imagelib
 from labkit import preflight, sysutil
 from labkit.engines.base import Engine, HostStatus, Progress, RunResult, ServiceState
+from labkit.engines.netns import NetnsThread
 from labkit.errors import HostBootError, LabExistsError, LabNotRunningError
-from labkit.topology import Host
+from labkit.topology import Host, Topology
 
 BOOT_TIMEOUT = 90.0
 HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -61,6 +63,10 @@ class LocalEngine(Engine):
     """A lab on this machine, each host a booted nspawn container (see module doc)."""
 
     kind = "local"
+
+    def __init__(self, topology: Topology, lab: str) -> None:
+        super().__init__(topology, lab)
+        self._netns_workers: dict[str, NetnsThread] = {}
 
     # --- names and places -------------------------------------------------------
 
@@ -183,6 +189,7 @@ class LocalEngine(Engine):
         if not image.exists:
             image = imagelib.ensure_images(self.topology, progress)[host]
         with _signals_interrupt():
+            self._close_workers()
             self._stop_host(host)
             sysutil.unmount_under(self._root(host))
             sysutil.remove_tree(self._host_dir(host))
@@ -224,6 +231,19 @@ class LocalEngine(Engine):
 
     def shell_argv(self, host: str) -> list[str]:
         return self._enter(self._leader(host), ["/bin/bash", "--login"])
+
+    def connect(self, host: str, address: str, port: int, timeout: float = 10.0) -> socket.socket:
+        self._leader(host)  # raises if the host is not running
+        worker = self._netns_workers.get(host)
+        if worker is None:
+            worker = NetnsThread(f"/run/netns/{self.netns(host)}")
+            self._netns_workers[host] = worker
+        return worker.connect(address, port, timeout)
+
+    def _close_workers(self) -> None:
+        for worker in self._netns_workers.values():
+            worker.close()
+        self._netns_workers.clear()
 
     def host_pids(self, host: str) -> list[int]:
         """PIDs (on this machine) of every process of ``host``."""
@@ -367,6 +387,7 @@ class LocalEngine(Engine):
 
     def _teardown(self) -> None:
         """Remove every process, mount, namespace and file of this lab; idempotent."""
+        self._close_workers()
         for host in self._nspawn_pids():
             self._stop_host(host)
         # A host whose nspawn was killed alone keeps running as an orphan: end it too.
