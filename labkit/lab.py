@@ -13,10 +13,11 @@ import os
 import sys
 from dataclasses import dataclass
 
-from labkit import probes
+from labkit import pki, probes
 from labkit import topology as topolib
 from labkit.engines import get_engine
 from labkit.engines.base import Engine, HostStatus, Progress, RunResult
+from labkit.probes import host as hostprobe
 
 
 def _stderr(msg: str) -> None:
@@ -107,6 +108,50 @@ class Lab:
             self.engine, vantage, target, wait=wait,
             sink=lambda: [m.data for m in self.sink_messages()])
 
+    def tls(self, vantage: str, target: str = "relay", port: int = 25,
+            client: str | None = None) -> probes.TlsReport:
+        """STARTTLS on ``target`` from ``vantage``, verified against the lab CA.
+
+        ``client``: a host whose lab certificate the probe presents (e.g. "client").
+        """
+        ca = pki.LabCA()
+        pair = None
+        if client:
+            issued = pki.issue_for_host(ca, self.topology.host(client))
+            pair = (issued.cert_pem, issued.key_pem)
+        return probes.tls_report(self.engine, vantage, target, port, ca.cert_pem, pair)
+
+    def auth(self, vantage: str, target: str = "relay", user: str = "jo",
+             password: str | None = None, port: int = 25) -> probes.AuthReport:
+        """SMTP AUTH on ``target`` from ``vantage``, logging in as a lab user."""
+        password = password if password is not None else str(self.topology.mail["password"])
+        return probes.auth_report(self.engine, vantage, target, user, password, port=port)
+
+    # what is true on a host
+    def file_info(self, host: str, path: str) -> hostprobe.FileInfo:
+        """Mode, owner and group of ``path`` on ``host``."""
+        return hostprobe.file_info(self.engine, host, path)
+
+    def listeners(self, host: str) -> list[hostprobe.Listener]:
+        """What listens on which address and port on ``host``."""
+        return hostprobe.listeners(self.engine, host)
+
+    def session_users(self, host: str = "relay", vantage: str = "client") -> hostprobe.SessionUsers:
+        """Which user serves an SMTP session on ``host`` (one is held open from ``vantage``)."""
+        return hostprobe.session_process_users(self.engine, vantage, host)
+
+    def queue(self, host: str) -> list[hostprobe.QueueEntry]:
+        """The MTA queue on ``host``."""
+        return hostprobe.mail_queue(self.engine, host)
+
+    def log_mark(self, host: str) -> str:
+        """A mark in ``host``'s journal, for :meth:`logs_since`."""
+        return hostprobe.log_mark(self.engine, host)
+
+    def logs_since(self, host: str, mark: str, unit: str | None = None) -> list[str]:
+        """``host``'s journal lines after ``mark``."""
+        return hostprobe.logs_since(self.engine, host, mark, unit)
+
     # what the lab's own services recorded
     def sink_messages(self) -> list[SinkMessage]:
         """Every message the outside MX has recorded, oldest first."""
@@ -123,7 +168,6 @@ class Lab:
             messages.append(SinkMessage(name=name, **rec))
         return messages
 
-    def mailbox(self, user: str) -> str:
-        """The content of ``user``'s mailbox on the server ('' if it has none)."""
-        res = self.run("server", ["cat", f"/var/mail/{user}"])
-        return res.stdout if res.ok else ""
+    def mailbox(self, user: str, host: str = "server") -> str:
+        """The content of ``user``'s mailbox on ``host`` ('' if it has none)."""
+        return hostprobe.mailbox(self.engine, host, user)

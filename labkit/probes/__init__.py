@@ -10,9 +10,11 @@ from __future__ import annotations
 import ipaddress
 
 from labkit.engines.base import Engine
+from labkit.probes.auth import MECHANISMS, AuthReport, authenticate, offered
 from labkit.probes.dns import DnsProbe
 from labkit.probes.relay import RelayMatrix, relay_matrix, relay_variants
 from labkit.probes.smtp import SmtpSession
+from labkit.probes.tls import TlsReport, inspect_starttls
 
 
 def resolve_target(engine: Engine, vantage: str, target: str) -> str:
@@ -63,5 +65,53 @@ def run_relay_matrix(engine: Engine, vantage: str, target: str, sink=None,
                         target, sink=sink, wait=wait)
 
 
-__all__ = ["DnsProbe", "RelayMatrix", "SmtpSession", "dns_probe", "resolve_target",
-           "run_relay_matrix", "smtp_session"]
+def tls_report(engine: Engine, vantage: str, target: str = "relay", port: int = 25,
+               ca_pem: str | None = None, client: tuple[str, str] | None = None,
+               hostname: str | None = None) -> TlsReport:
+    """STARTTLS on ``target`` as seen from ``vantage`` (see probes.tls)."""
+    topo = engine.topology
+    name = hostname or (topo.host(target).fqdn if target in topo.hosts else target)
+    return inspect_starttls(lambda: smtp_session(engine, vantage, target, port), name,
+                            ca_pem, client)
+
+
+def auth_report(engine: Engine, vantage: str, target: str, user: str, password: str,
+                mechanisms: list[str] | None = None, port: int = 25,
+                relay_to: str | None = None) -> AuthReport:
+    """AUTH on ``target`` from ``vantage``: mechanisms before and after STARTTLS, a login
+    with each mechanism (in clear where offered in clear, else under TLS), and whether a
+    logged-in client may relay to ``relay_to`` (an outside address by default)."""
+    topo = engine.topology
+    name = topo.host(target).fqdn if target in topo.hosts else target
+    relay_to = relay_to or f"victim@{topo.domains['outside']}"
+
+    def session(tls: bool) -> SmtpSession:
+        s = smtp_session(engine, vantage, target, port)
+        s.ehlo()
+        if tls:
+            s.starttls(server_hostname=name)
+            s.ehlo()
+        return s
+
+    with session(False) as s:
+        report = AuthReport(offered(s), "STARTTLS" in s.capabilities)
+        transcripts = [str(s.transcript)]
+    if report.tls_offered:
+        with session(True) as s:
+            report.after_tls = offered(s)
+    for mech in mechanisms or list(MECHANISMS):
+        in_clear = mech in report.before_tls
+        if not in_clear and mech not in (report.after_tls or []):
+            continue
+        with session(not in_clear) as s:
+            report.logins[mech] = authenticate(s, mech, user, password, name)
+            if report.logins[mech].code == 235 and report.relay_after_login is None:
+                if s.mail(f"{user}@{topo.domains['organisation']}").positive:
+                    report.relay_after_login = s.rcpt(relay_to)
+            transcripts.append(str(s.transcript))
+    report.transcript = "\n---\n".join(transcripts)
+    return report
+
+
+__all__ = ["AuthReport", "DnsProbe", "RelayMatrix", "SmtpSession", "TlsReport", "auth_report",
+           "dns_probe", "resolve_target", "run_relay_matrix", "smtp_session", "tls_report"]

@@ -42,6 +42,10 @@ class SmtpProtocolError(SmtpError):
     """The server answered with something that is not an SMTP reply."""
 
 
+class SmtpTlsError(SmtpProtocolError):
+    """The TLS handshake after STARTTLS failed (its cause is the ssl error)."""
+
+
 @dataclass(frozen=True)
 class Reply:
     """One SMTP reply: ``code`` (e.g. 550), ``enhanced`` ("5.7.1" or None), its text lines."""
@@ -159,17 +163,19 @@ class SmtpSession:
             self.transcript.add("*", f"no reply within {timeout or self.timeout:.0f} s")
             raise SmtpTimeout(f"{self.peer} did not reply within {timeout or self.timeout:.0f} s",
                               self.transcript) from None
-        except ConnectionResetError:
-            raise SmtpClosed("the server reset the connection", self.transcript) from None
+        except OSError as exc:
+            raise SmtpClosed(f"the connection is closed ({exc.strerror or exc})",
+                             self.transcript) from None
 
     def send_line(self, line: str) -> None:
         self.transcript.add("C", line)
         try:
             self.sock.sendall(line.encode("utf-8") + b"\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            raise SmtpClosed("the server closed the connection", self.transcript) from None
         except TimeoutError:
             raise SmtpTimeout("could not send within the timeout", self.transcript) from None
+        except OSError as exc:
+            raise SmtpClosed(f"the connection is closed ({exc.strerror or exc})",
+                             self.transcript) from None
 
     def command(self, line: str, timeout: float | None = None) -> Reply:
         """Send one command line and return the server's reply."""
@@ -209,8 +215,12 @@ class SmtpSession:
         self.transcript.add("C", f"({len(body)} lines of message)")
         try:
             self.sock.sendall(payload.encode("utf-8") + b".\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            raise SmtpClosed("the server closed the connection", self.transcript) from None
+        except TimeoutError:
+            raise SmtpTimeout("could not send the message within the timeout",
+                              self.transcript) from None
+        except OSError as exc:
+            raise SmtpClosed(f"the connection is closed ({exc.strerror or exc})",
+                             self.transcript) from None
         self.transcript.add("C", ".")
         return self.read_reply(timeout)
 
@@ -242,7 +252,7 @@ class SmtpSession:
             self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
         except (ssl.SSLError, OSError) as exc:
             self.transcript.add("*", f"TLS handshake failed: {exc}")
-            raise SmtpProtocolError(f"TLS handshake failed: {exc}", self.transcript) from None
+            raise SmtpTlsError(f"TLS handshake failed: {exc}", self.transcript) from exc
         self.tls = {"version": self.sock.version(), "cipher": self.sock.cipher()[0]}
         self.transcript.add("*", f"TLS started: {self.tls['version']}, {self.tls['cipher']}")
         self.capabilities = {}

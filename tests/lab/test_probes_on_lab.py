@@ -80,3 +80,112 @@ def test_dnsbl_probe_sees_rfc5782_test_entries(lab):
     assert not dns.dnsbl("127.0.0.1", "bl.lab.test").listed
     assert dns.rhsbl("test", "rhsbl.lab.test").listed
     assert not dns.rhsbl("invalid", "rhsbl.lab.test").listed
+
+
+def test_auth_probe_logs_in_with_every_mechanism_on_the_baseline_relay(lab):
+    report = lab.auth("internet", "relay")
+    assert report.before_tls == ["DIGEST-MD5", "CRAM-MD5", "LOGIN", "PLAIN"]
+    assert report.plaintext_before_tls == ["LOGIN", "PLAIN"]
+    assert not report.tls_offered
+    for mech in ("PLAIN", "LOGIN", "CRAM-MD5", "DIGEST-MD5"):
+        assert report.logins[mech].code == 235, f"{mech}: {report.logins[mech]}"
+    assert report.relay_after_login.code == 250
+
+
+def test_auth_probe_sees_a_wrong_password_refused(lab):
+    report = lab.auth("internet", "relay", password="not-the-password")
+    assert {m: r.code for m, r in report.logins.items()} == {
+        "PLAIN": 535, "LOGIN": 535, "CRAM-MD5": 535, "DIGEST-MD5": 535}
+    assert report.relay_after_login is None
+
+
+def test_tls_probe_reports_no_starttls_on_the_baseline(lab):
+    assert not lab.tls("internet", "relay").offered
+    assert not lab.tls("client", "server").offered
+
+
+def _postfix_tls(lab, cert_pem: str, key_pem: str) -> None:
+    lab.write_file("server", "/etc/postfix/tls/server.crt", cert_pem)
+    lab.write_file("server", "/etc/postfix/tls/server.key", key_pem, mode="0600")
+    lab.run("server", "postconf -e smtpd_tls_cert_file=/etc/postfix/tls/server.crt "
+                      "smtpd_tls_key_file=/etc/postfix/tls/server.key "
+                      "smtpd_tls_security_level=may && postfix reload").check()
+
+
+def test_tls_probe_inspects_and_verifies_a_lab_ca_certificate(lab):
+    from labkit import pki
+    issued = pki.issue_for_host(pki.LabCA(), lab.topology.host("server"))
+    _postfix_tls(lab, issued.cert_pem, issued.key_pem)
+    try:
+        report = lab.tls("client", "server")
+        assert report.offered and report.version.startswith("TLSv1.")
+        assert report.cert.common_name == "server.example.com"
+        assert "server.example.com" in report.cert.sans
+        assert "CN=MTA Hardening Lab CA" in report.cert.issuer
+        assert report.verified, report.verify_error
+        assert lab.file_info("server", "/etc/postfix/tls/server.key").octal == "0600"
+    finally:
+        lab.reset("server")
+
+
+def test_tls_probe_refuses_self_signed_and_wrong_name_certificates(lab):
+    from labkit import pki
+    bad = pki.self_signed("server.example.com")
+    _postfix_tls(lab, bad.cert_pem, bad.key_pem)
+    try:
+        report = lab.tls("client", "server")
+        assert report.offered and report.cert.self_signed
+        assert not report.verified and "self-signed" in report.verify_error
+        wrong = pki.LabCA().issue("relay.example.com")
+        _postfix_tls(lab, wrong.cert_pem, wrong.key_pem)
+        report = lab.tls("client", "server")
+        assert not report.verified and "mismatch" in report.verify_error.lower()
+    finally:
+        lab.reset("server")
+
+
+def test_file_info_reports_mode_owner_and_group(lab):
+    info = lab.file_info("relay", "/etc/mail/sendmail.cf")
+    assert (info.octal, info.owner, info.group, info.kind) == ("0644", "root", "smmsp", "file")
+    assert lab.file_info("relay", "/var/spool/mqueue").kind == "directory"
+    from labkit.probes.host import HostProbeError
+    with pytest.raises(HostProbeError, match="No such file"):
+        lab.file_info("relay", "/etc/mail/nothing-here")
+
+
+def test_listeners_show_what_listens_where(lab):
+    relay = {(x.address, x.port, x.process) for x in lab.listeners("relay")}
+    assert ("0.0.0.0", 25, "sendmail-mta") in relay
+    assert ("192.168.57.20", 53, "dnsmasq") in relay
+    assert any(x.port == 25 and x.process == "master" for x in lab.listeners("server"))
+
+
+def test_session_users_show_who_serves_an_smtp_session(lab):
+    relay = lab.session_users("relay", vantage="client")
+    assert relay.listener == ("root",) and relay.session == ("root",)
+    assert "192.168.57.40" in relay.commands[0]
+    server = lab.session_users("server", vantage="client")
+    assert server.session == ("postfix",) and "smtpd" in server.commands[0]
+
+
+def test_queue_and_logs_follow_a_message_the_server_cannot_take(lab):
+    from tests.lab.conftest import wait_for
+    mark = lab.log_mark("relay")
+    lab.run("server", ["systemctl", "stop", "postfix"]).check()
+    try:
+        with lab.smtp("internet", "relay") as s:
+            s.ehlo()
+            s.mail("friend@example.net")
+            s.rcpt("william@example.com")
+            assert s.data("Subject: queued\r\n\r\nwait for me\r\n").code == 250
+        entries = wait_for(lambda: lab.queue("relay"), what="the message in the relay's queue")
+        assert entries[0].sender == "friend@example.net"
+        assert entries[0].recipients == ("<william@example.com>",)
+        assert entries[0].reason  # e.g. "Deferred: Connection refused by server.example.com."
+        assert any("william@example.com" in ln and "stat=Deferred" in ln
+                   for ln in lab.logs_since("relay", mark))
+    finally:
+        lab.run("server", ["systemctl", "start", "postfix"]).check()
+        lab.run("relay", ["sendmail", "-q"]).check()
+    wait_for(lambda: not lab.queue("relay"), what="the relay's queue to empty")
+    assert "wait for me" in lab.mailbox("william")

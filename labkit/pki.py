@@ -1,0 +1,128 @@
+"""The lab's certificate authority and the certificates it issues (``cryptography``).
+
+One CA per machine, kept in ``/var/cache/labkit/pki`` (beside the images): every lab's
+relay and server certificates verify against it. :meth:`LabCA.issue` makes a key and a
+certificate for a host (server and client use) with its DNS names as SANs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from labkit.images import cache_dir
+from labkit.topology import Host
+
+CA_NAME = "MTA Hardening Lab CA"
+VALID_DAYS = 825
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A certificate and its key, PEM-encoded."""
+    name: str
+    cert_pem: str
+    key_pem: str
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "MTA Hardening Lab"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+class LabCA:
+    """The lab CA in ``directory`` (created on first use)."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory or cache_dir() / "pki"
+        self.cert_path = self.directory / "lab-ca.crt"
+        self.key_path = self.directory / "lab-ca.key"
+        if not (self.cert_path.exists() and self.key_path.exists()):
+            self._create()
+        self.cert = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
+        self._key = serialization.load_pem_private_key(self.key_path.read_bytes(), None)
+
+    @property
+    def cert_pem(self) -> str:
+        return self.cert_path.read_text()
+
+    def _create(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (x509.CertificateBuilder()
+                .subject_name(_name(CA_NAME)).issuer_name(_name(CA_NAME))
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=3650))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                .add_extension(x509.KeyUsage(False, False, False, False, False, True, True,
+                                             False, False), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                               critical=False)
+                .sign(key, hashes.SHA256()))
+        tmp_key = self.key_path.with_suffix(".tmp")
+        fd = os.open(tmp_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(_key_pem(key))
+        self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        tmp_key.rename(self.key_path)
+
+    def issue(self, common_name: str, dns_names: list[str] | None = None,
+              addresses: list[str] | None = None, days: int = VALID_DAYS,
+              not_before: datetime.datetime | None = None) -> Issued:
+        """A new key and a certificate for ``common_name`` (server and client auth)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = not_before or datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)
+        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in (dns_names or [common_name])]
+        sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in (addresses or [])]
+        cert = (x509.CertificateBuilder()
+                .subject_name(_name(common_name)).issuer_name(self.cert.subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=days))
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                      ExtendedKeyUsageOID.CLIENT_AUTH]),
+                               critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                    self._key.public_key()), critical=False)
+                .sign(self._key, hashes.SHA256()))
+        return Issued(common_name, cert.public_bytes(serialization.Encoding.PEM).decode(),
+                      _key_pem(key))
+
+
+def self_signed(common_name: str) -> Issued:
+    """A self-signed certificate (what a careless set-up has): for probes to tell apart."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder()
+            .subject_name(_name(common_name)).issuer_name(_name(common_name))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return Issued(common_name, cert.public_bytes(serialization.Encoding.PEM).decode(),
+                  _key_pem(key))
+
+
+def issue_for_host(ca: LabCA, host: Host) -> Issued:
+    """A certificate for a lab host: its FQDN as common name, every name of it as SANs."""
+    names = [host.fqdn, *(i.name for i in host.interfaces if i.name != host.fqdn),
+             *host.extra_names]
+    return ca.issue(host.fqdn, list(dict.fromkeys(names)),
+                    [str(i.address) for i in host.interfaces])
