@@ -18,6 +18,7 @@ from labkit import topology as topolib
 from labkit.engines import get_engine
 from labkit.engines.base import Engine, HostStatus, Progress, RunResult
 from labkit.probes import host as hostprobe
+from labkit.probes.mailflow import MessageFate, send_and_follow
 
 
 def _stderr(msg: str) -> None:
@@ -107,6 +108,24 @@ class Lab:
         return probes.run_relay_matrix(
             self.engine, vantage, target, wait=wait,
             sink=lambda: [m.data for m in self.sink_messages()])
+
+    def send(self, vantage: str, rcpt_to: str, mail_from: str | None = None,
+             target: str | None = None, subject: str = "labkit test", body: str = "Hello.\n",
+             wait: float = 20.0) -> MessageFate:
+        """Send a message from ``vantage`` and follow it: delivered (to which mailbox),
+        at the outside sink, bounced (with the bounce text), queued, or refused.
+
+        ``target`` is the server spoken to: by default the relay from outside, the
+        server from inside.
+        """
+        topo = self.topology
+        if target is None:
+            target = "relay" if topo.host(vantage).address_on("inside") is None else "server"
+        mail_from = mail_from or f"{vantage}-user@{topo.host(vantage).fqdn.split('.', 1)[1]}"
+        return send_and_follow(
+            self.engine, lambda: self.smtp(vantage, target),
+            lambda: [(m.mail_from, m.data) for m in self.sink_messages()],
+            mail_from, rcpt_to, subject, body, helo=topo.host(vantage).fqdn, wait=wait)
 
     def tls(self, vantage: str, target: str = "relay", port: int = 25,
             client: str | None = None) -> probes.TlsReport:

@@ -38,6 +38,15 @@ def _name(common_name: str) -> x509.Name:
                       x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
+def _builder(subject: x509.Name, issuer: x509.Name, public_key, not_before: datetime.datetime,
+             days: int) -> x509.CertificateBuilder:
+    """A certificate builder with the fields every lab certificate has."""
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+            .public_key(public_key).serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_before + datetime.timedelta(days=days)))
+
+
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption()).decode()
@@ -63,11 +72,8 @@ class LabCA:
         self.directory.mkdir(parents=True, exist_ok=True)
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
-        cert = (x509.CertificateBuilder()
-                .subject_name(_name(CA_NAME)).issuer_name(_name(CA_NAME))
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(days=1))
-                .not_valid_after(now + datetime.timedelta(days=3650))
+        cert = (_builder(_name(CA_NAME), _name(CA_NAME), key.public_key(),
+                         now - datetime.timedelta(days=1), 3650)
                 .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
                 .add_extension(x509.KeyUsage(False, False, False, False, False, True, True,
                                              False, False), critical=True)
@@ -89,10 +95,7 @@ class LabCA:
         now = not_before or datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in (dns_names or [common_name])]
         sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in (addresses or [])]
-        cert = (x509.CertificateBuilder()
-                .subject_name(_name(common_name)).issuer_name(self.cert.subject)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=days))
+        cert = (_builder(_name(common_name), self.cert.subject, key.public_key(), now, days)
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                 .add_extension(x509.SubjectAlternativeName(sans), critical=False)
                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
@@ -109,11 +112,8 @@ def self_signed(common_name: str) -> Issued:
     """A self-signed certificate (what a careless set-up has): for probes to tell apart."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder()
-            .subject_name(_name(common_name)).issuer_name(_name(common_name))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
+    cert = (_builder(_name(common_name), _name(common_name), key.public_key(),
+                     now - datetime.timedelta(hours=1), 30)
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
             .sign(key, hashes.SHA256()))
     return Issued(common_name, cert.public_bytes(serialization.Encoding.PEM).decode(),

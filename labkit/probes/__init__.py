@@ -114,4 +114,5 @@ def auth_report(engine: Engine, vantage: str, target: str, user: str, password: 
 
 
 __all__ = ["AuthReport", "DnsProbe", "RelayMatrix", "SmtpSession", "TlsReport", "auth_report",
-           "dns_probe", "resolve_target", "run_relay_matrix", "smtp_session", "tls_report"]
+           "dns_probe", "relay_variants", "resolve_target", "run_relay_matrix", "smtp_session",
+           "tls_report"]

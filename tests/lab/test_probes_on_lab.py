@@ -189,3 +189,35 @@ def test_queue_and_logs_follow_a_message_the_server_cannot_take(lab):
         lab.run("relay", ["sendmail", "-q"]).check()
     wait_for(lambda: not lab.queue("relay"), what="the relay's queue to empty")
     assert "wait for me" in lab.mailbox("william")
+
+
+def test_send_follows_a_message_into_a_users_mailbox(lab):
+    fate = lab.send("internet", "jack@example.com", subject="follow me")
+    assert fate.status == "delivered" and fate.where == "server:/var/mail/jack"
+
+
+def test_send_follows_a_message_to_the_outside_sink(lab):
+    fate = lab.send("client", "someone@example.net")
+    assert fate.status == "at-sink"
+
+
+def test_send_follows_an_unknown_recipient_to_its_bounce(lab):
+    fate = lab.send("internet", "nosuchuser@example.com", mail_from="friend@example.net")
+    assert fate.status == "bounced"
+    assert "5.1.1" in fate.bounce and "nosuchuser@example.com" in fate.bounce
+
+
+def test_send_reports_a_refusal_with_the_reply(lab):
+    fate = lab.send("internet", "jo@example.com", mail_from="spammer")
+    assert fate.status == "refused"
+    assert (fate.reply.code, fate.reply.enhanced) == (553, "5.5.4")
+
+
+def test_send_finds_a_message_left_in_a_queue(lab):
+    lab.run("server", ["systemctl", "stop", "postfix"]).check()
+    try:
+        fate = lab.send("internet", "averell@example.com", wait=2)
+        assert fate.status == "queued" and fate.where.startswith("queue on relay")
+    finally:
+        lab.run("server", ["systemctl", "start", "postfix"]).check()
+        lab.run("relay", ["sendmail", "-q"]).check()
