@@ -19,6 +19,13 @@ from labkit.engines import get_engine
 from labkit.engines.base import Engine, HostStatus, Progress, RunResult
 from labkit.probes import host as hostprobe
 from labkit.probes.mailflow import MessageFate, send_and_follow
+from labkit.probes.smtp import (
+    LimitProbe,
+    Reply,
+    probe_declared_size,
+    probe_mail_without_helo,
+    probe_recipient_limit,
+)
 
 
 def _stderr(msg: str) -> None:
@@ -97,6 +104,24 @@ class Lab:
         ...     print(s.transcript)
         """
         return probes.smtp_session(self.engine, vantage, target, port, timeout)
+
+    def recipient_limit(self, vantage: str = "internet", target: str = "relay",
+                        recipient: str = "jo@example.com", most: int = 200) -> LimitProbe:
+        """How many RCPTs one message may have before ``target`` refuses (up to ``most``)."""
+        with self.smtp(vantage, target) as s:
+            return probe_recipient_limit(s, f"probe@{self.topology.domains['outside']}",
+                                         recipient, most)
+
+    def declared_size(self, vantage: str = "internet", target: str = "relay",
+                      size: int = 50_000_000) -> tuple[str | None, Reply]:
+        """The SIZE ``target`` advertises, and its answer to MAIL FROM ... SIZE=``size``."""
+        with self.smtp(vantage, target) as s:
+            return probe_declared_size(s, f"probe@{self.topology.domains['outside']}", size)
+
+    def mail_without_helo(self, vantage: str = "internet", target: str = "relay") -> Reply:
+        """MAIL FROM before HELO/EHLO: a 2xx reply means no greeting is required."""
+        with self.smtp(vantage, target) as s:
+            return probe_mail_without_helo(s, f"probe@{self.topology.domains['outside']}")
 
     def dns(self, vantage: str) -> probes.DnsProbe:
         """DNS look-ups as ``vantage`` makes them: ``lab.dns("server").mx("example.com")``."""

@@ -289,3 +289,49 @@ def _peer_name(sock: socket.socket) -> str:
         return f"{host}:{port}"
     except OSError:
         return "?"
+
+
+# --- probes of one behaviour each, on a fresh session --------------------------------
+
+@dataclass
+class LimitProbe:
+    """What a server did when pushed to a limit: the reply that stopped it, and a count."""
+    reply: Reply | None
+    count: int
+    transcript: str
+
+    def __str__(self) -> str:
+        return f"stopped after {self.count}: {self.reply}" if self.reply else \
+            f"no limit met within {self.count}"
+
+
+def probe_mail_without_helo(session: SmtpSession, sender: str) -> Reply:
+    """MAIL FROM before any HELO/EHLO: 2xx means the server does not require a greeting."""
+    return session.mail(sender)
+
+
+def probe_recipient_limit(session: SmtpSession, sender: str, recipient: str,
+                          most: int = 200, helo: str = "probe.example.net") -> LimitProbe:
+    """RCPT the same ``recipient`` up to ``most`` times; stop at the first refusal.
+
+    ``count`` is how many were accepted (e.g. 100 when RCPT 101 gets 452 4.5.3).
+    """
+    session.ehlo(helo)
+    session.mail(sender)
+    for i in range(most):
+        reply = session.rcpt(recipient)
+        if not reply.positive:
+            session.rset()
+            return LimitProbe(reply, i, str(session.transcript))
+    session.rset()
+    return LimitProbe(None, most, str(session.transcript))
+
+
+def probe_declared_size(session: SmtpSession, sender: str, size: int,
+                        helo: str = "probe.example.net") -> tuple[str | None, Reply]:
+    """The SIZE the server advertises, and its answer to MAIL FROM with SIZE=``size``."""
+    session.ehlo(helo)
+    advertised = session.capabilities.get("SIZE")
+    reply = session.mail(sender, f"SIZE={size}")
+    session.rset()
+    return advertised, reply

@@ -221,3 +221,22 @@ def test_send_finds_a_message_left_in_a_queue(lab):
     finally:
         lab.run("server", ["systemctl", "start", "postfix"]).check()
         lab.run("relay", ["sendmail", "-q"]).check()
+
+
+def test_recipient_limit_probe_finds_postfix_default_and_none_on_baseline_relay(lab):
+    server = lab.recipient_limit("client", "server", most=1010)
+    assert server.count == 1000
+    assert (server.reply.code, server.reply.enhanced) == (452, "4.5.3")
+    relay = lab.recipient_limit("internet", "relay", most=120)
+    assert relay.reply is None and relay.count == 120
+
+
+def test_declared_size_probe_sees_limits(lab):
+    advertised, reply = lab.declared_size("client", "server", size=20_000_000)
+    assert advertised == "10240000" and (reply.code, reply.enhanced) == (552, "5.3.4")
+    advertised, reply = lab.declared_size("internet", "relay", size=50_000_000)
+    assert advertised == "" and reply.code == 250  # no MaxMessageSize on the baseline
+
+
+def test_mail_without_helo_is_accepted_by_the_baseline_relay(lab):
+    assert lab.mail_without_helo("internet", "relay").code == 250

@@ -192,3 +192,22 @@ def test_relay_matrix_reconnects_when_the_server_hangs_up_after_a_refusal():
     assert not m.open_relay
     assert [a.rcpt_reply.code for a in m.attempts] == [421, 421]
     srv.close()
+
+
+def test_recipient_limit_probe_counts_accepted_recipients():
+    def script(conn):
+        conn.sendall(b"220 limited\r\n")
+        rcpts = 0
+        for line in conn.makefile("rb"):
+            if line.upper().startswith(b"RCPT"):
+                rcpts += 1
+                conn.sendall(b"452 4.5.3 too many\r\n" if rcpts > 3 else b"250 ok\r\n")
+            elif line.upper().startswith(b"QUIT"):
+                conn.sendall(b"221 bye\r\n")
+                return
+            else:
+                conn.sendall(b"250 ok\r\n")
+    from labkit.probes.smtp import probe_recipient_limit
+    with session(raw_server(script)) as s:
+        result = probe_recipient_limit(s, "a@example.net", "b@example.com", most=10)
+    assert result.count == 3 and result.reply.enhanced == "4.5.3"
