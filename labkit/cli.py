@@ -22,6 +22,8 @@ examples:
   labkit shell relay             a root shell on the relay
   labkit exec relay -- mailq     run one command on a host
   labkit reset relay             put the relay back to its baseline
+  labkit apply relay             validate and apply your edits of sendmail.mc
+  labkit snapshot save relay before-smrsh   keep the relay's mail configuration
   labkit down                    stop the lab and remove everything it made
   labkit up --lab alice          a second lab beside the first
 """
@@ -102,6 +104,38 @@ def cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apply(args: argparse.Namespace) -> int:
+    from labkit import mta
+    lab = _lab(args)
+    editor = mta.mta_for(lab.engine, args.host)
+    what = "sendmail.mc" if isinstance(editor, mta.Sendmail) else "main.cf and master.cf"
+    print(f"validating {what} on {args.host} ...", file=sys.stderr)
+    result = editor.apply_hand_edits(check=False)
+    print(result)
+    return 0 if result.ok else 2
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from labkit import mta
+    lab = _lab(args)
+    if args.action == "list":
+        names = mta.snapshot_list(lab.engine, args.host)
+        print("\n".join(names) if names else f"{args.host} has no snapshots")
+        return 0
+    if not args.name:
+        raise LabkitError(f"snapshot {args.action} needs a name: labkit snapshot {args.action} "
+                          f"{args.host} NAME")
+    if args.action == "save":
+        print(f"saved {mta.snapshot_save(lab.engine, args.host, args.name)}")
+    elif args.action == "diff":
+        print(mta.snapshot_diff(lab.engine, args.host, args.name) or "no difference")
+    else:
+        result = mta.snapshot_restore(lab.engine, args.host, args.name, check=False)
+        print(result)
+        return 0 if result.ok else 2
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:  # noqa: ARG001
     from labkit.engines.local import LocalEngine, list_labs
     topo = topolib.load()
@@ -171,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     p = add("reset", cmd_reset, "put a host back to its baseline (every change on it is lost)")
     p.add_argument("host", help="internet, relay, server or client")
+    p = add("apply", cmd_apply, "validate and apply the MTA configuration you edited by hand "
+            "on a host (sendmail.mc on relay, main.cf/master.cf on server); a broken one is "
+            "refused with the MTA's own errors and the last good one stays in force")
+    p.add_argument("host", help="relay or server")
+    p = add("snapshot", cmd_snapshot, "save, list, diff or restore a host's mail configuration")
+    p.add_argument("action", choices=["save", "list", "diff", "restore"])
+    p.add_argument("host", help="relay or server")
+    p.add_argument("name", nargs="?", help="the snapshot's name")
     add("list", cmd_list, "list the labs on this machine")
     p = add("images", cmd_images, "list, build or clear the cached host images")
     g = p.add_mutually_exclusive_group()

@@ -1,0 +1,49 @@
+#!/bin/bash
+# One validated Postfix change on this host. Run by labkit (labkit/mta/postfix.py), which
+# puts a shell function `change` (the change's commands) before this text:
+#
+#   postfix-transaction.sh WORK_DIR LAST_GOOD_TAR BASELINE_TAR ORG_DOMAIN
+#
+# Keeps /etc/postfix, runs `change`, then refuses it if `postconf -n` warns, if `postfix
+# check` complains, if the reload fails, or if a test SMTP session to 127.0.0.1 gets a
+# 4.3.x configuration error or makes Postfix log a fatal error or an unknown restriction.
+# A refused change is rolled back and Postfix reloaded.
+# Prints "STAGE <name>" as it goes; exits 0 applied, 11 rolled back.
+set -u
+work=$1; last_good=$2; baseline=$3; org=$4
+mkdir -p "$work" "$(dirname "$last_good")"
+say() { echo "STAGE $1"; }
+[ -f "$last_good" ] || cp "$baseline" "$last_good" 2>/dev/null || tar -C / -czf "$last_good" etc/postfix etc/aliases
+tar -C / -czf "$work/previous.tar.gz" etc/postfix etc/aliases
+postconf -n > "$work/postconf.old" 2>/dev/null
+mark=$(journalctl -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p')
+restore() {
+    echo "ROLLBACK"
+    rm -rf /etc/postfix && tar -C / -xzf "$work/previous.tar.gz"
+    postfix reload >/dev/null 2>&1 || systemctl restart postfix >/dev/null 2>&1
+    exit 11
+}
+say change
+if ! change > "$work/change.out" 2>&1; then cat "$work/change.out"; restore; fi
+say check
+postconf -n > "$work/postconf.new" 2> "$work/postconf.err"
+if [ -s "$work/postconf.err" ]; then cat "$work/postconf.err"; restore; fi
+if ! postfix check > "$work/check.out" 2>&1 || [ -s "$work/check.out" ]; then cat "$work/check.out"; restore; fi
+say reload
+if ! { postfix status >/dev/null 2>&1 && postfix reload || systemctl restart postfix; } > "$work/reload.out" 2>&1; then
+    cat "$work/reload.out"; restore
+fi
+say serving
+sleep 0.5
+reply=$( (sleep 0.3; printf 'EHLO labkit.check\r\n'; sleep 0.2; printf 'MAIL FROM:<labkit-check@example.net>\r\n'; sleep 0.2
+          printf "RCPT TO:<postmaster@%s>\r\n" "$org"; sleep 0.3; printf 'RSET\r\nQUIT\r\n') | nc -w 5 127.0.0.1 25)
+sleep 0.3
+bad=$(journalctl --after-cursor="$mark" --no-pager -o cat -t postfix/smtpd -t postfix/master -t postfix/postfix-script -t postfix/cleanup \
+      | grep -E 'fatal:|panic:|error:|unknown .*restriction|configuration error' | head -n 5)
+if ! echo "$reply" | grep -q '^220' || echo "$reply" | grep -qE '^4[0-9][0-9] 4\.3\.[05]' || [ -n "$bad" ]; then
+    echo "$reply" | grep -E '^[45][0-9][0-9]' | head -n 3
+    [ -n "$bad" ] && echo "$bad"
+    restore
+fi
+diff "$work/postconf.old" "$work/postconf.new" | sed -n 's/^< /-/p; s/^> /+/p'
+exit 0

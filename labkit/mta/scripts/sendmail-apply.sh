@@ -1,0 +1,53 @@
+#!/bin/bash
+# Apply a new sendmail.mc on this host, safely. Run by labkit (labkit/mta/sendmail.py):
+#
+#   sendmail-apply.sh CANDIDATE_MC WORK_DIR LAST_GOOD_TAR BASELINE_TAR
+#
+# Builds the new sendmail.cf aside with m4 (any m4 diagnostic refuses it), loads it with
+# `sendmail -C new.cf -bt` (any "line N:" complaint refuses it), then installs it, runs
+# make -C /etc/mail, restarts Sendmail and waits for its greeting; if any of those fail,
+# /etc/mail is put back as it was and Sendmail restarted.
+# Prints "STAGE <name>" as it goes; exits 0 applied, 10 refused, 11 rolled back.
+set -u
+cand=$1; work=$2; last_good=$3; baseline=$4
+mkdir -p "$work" "$(dirname "$last_good")"
+say() { echo "STAGE $1"; }
+say m4
+cd /etc/mail
+m4 "$cand" > "$work/sendmail.cf.new" 2> "$work/m4.err"; rc=$?
+if [ $rc -ne 0 ] || [ -s "$work/m4.err" ]; then cat "$work/m4.err"; exit 10; fi
+say cf
+sendmail -C "$work/sendmail.cf.new" -bt -d0.1 < /dev/null > "$work/cf.out" 2>&1; rc=$?
+if [ $rc -ne 0 ] || grep -q ': line [0-9]*:' "$work/cf.out"; then
+    grep -E ': line [0-9]+:|rror|arning' "$work/cf.out" || tail -n 5 "$work/cf.out"; exit 10
+fi
+[ -f "$last_good" ] || cp "$baseline" "$last_good" 2>/dev/null || tar -C / -czf "$last_good" etc/mail etc/aliases
+tar -C / -czf "$work/previous.tar.gz" etc/mail etc/aliases
+cp /etc/mail/sendmail.cf "$work/sendmail.cf.old"
+restore() {
+    echo "ROLLBACK"
+    rm -rf /etc/mail && tar -C / -xzf "$work/previous.tar.gz" && make -s -C /etc/mail >/dev/null 2>&1
+    systemctl restart sendmail >/dev/null 2>&1
+    exit 11
+}
+[ "$cand" = /etc/mail/sendmail.mc ] || cp "$cand" /etc/mail/sendmail.mc
+say make
+if ! make -s -C /etc/mail > "$work/make.out" 2>&1 || grep -q '^m4:' "$work/make.out"; then
+    cat "$work/make.out"; restore
+fi
+say restart
+if ! systemctl restart sendmail > "$work/restart.out" 2>&1; then
+    cat "$work/restart.out"; journalctl -u sendmail -n 8 --no-pager -o cat; restore
+fi
+say serving
+for i in $(seq 1 50); do
+    if printf 'QUIT\r\n' | nc -w 2 127.0.0.1 25 2>/dev/null | grep -q '^220'; then
+        tar -C / -czf "$last_good" etc/mail etc/aliases
+        diff -u "$work/sendmail.cf.old" /etc/mail/sendmail.cf | grep -E '^[-+][^-+]' | grep -v '^[-+]#' | head -n 200
+        exit 0
+    fi
+    sleep 0.2
+done
+echo "sendmail does not answer on port 25 after the restart"
+journalctl -u sendmail -n 8 --no-pager -o cat
+restore

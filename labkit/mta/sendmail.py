@@ -1,0 +1,172 @@
+"""Sendmail on a lab host: change sendmail.mc safely, maps, aliases, SASL users.
+
+Every change goes through one pipeline run on the host (``scripts/sendmail-apply.sh``):
+
+1. build the new sendmail.cf ASIDE with m4; any m4 diagnostic refuses the change (Debian's
+   ``make -C /etc/mail`` would carry on and silently drop, say, a misspelt FEATURE);
+2. load the new sendmail.cf with ``sendmail -C new.cf -bt``; any "line N:" complaint
+   refuses it;
+3. keep the current /etc/mail, install the new sendmail.mc, ``make -C /etc/mail`` (the
+   maps too), restart Sendmail, and wait for it to answer on port 25;
+4. if make, the restart or the greeting fails, put the kept /etc/mail back, rebuild,
+   restart: the MTA serves with its previous configuration.
+
+The previous working configuration is also kept as the host's *last good* snapshot,
+which ``labkit apply`` restores when a hand edit is refused.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from labkit.engines.base import Engine
+from labkit.mta.apply import ApplyResult, ConfigRejected
+from labkit.mta.m4 import McFile, McSyntaxError
+
+MC = "/etc/mail/sendmail.mc"
+CF = "/etc/mail/sendmail.cf"
+WORK = "/var/lib/labkit/apply"
+LAST_GOOD = "/var/lib/labkit/last-good/mail-config.tar.gz"
+BASELINE = "/var/lib/labkit/baseline/mail-config.tar.gz"
+
+SCRIPTS = Path(__file__).with_name("scripts")
+
+
+def _option_hints(engine: Engine, host: str, errors: list[str], mc_text: str) -> list[str]:
+    """Point each sendmail.cf complaint back at the sendmail.mc line that caused it."""
+    hints = []
+    proto = None
+    mc_lines = mc_text.splitlines()
+    for err in errors:
+        m = re.search(r"Op line: (\S+) unrecognized|readcf: option (\S+):", err)
+        cf_line = re.search(r": line (\d+):", err)
+        if not cf_line:
+            continue
+        text = engine.run(host, ["sed", "-n", f"{cf_line.group(1)}p",
+                                 f"{WORK}/sendmail.cf.new"]).stdout.strip()
+        opt = re.match(r"O (\w+)", text)
+        if not opt:
+            hints.append(f"sendmail.cf line {cf_line.group(1)} reads: {text[:100]}")
+            continue
+        if proto is None:
+            proto = engine.run(host, ["cat", "/usr/share/sendmail/cf/m4/proto.m4"]).stdout
+        conf = re.search(rf"_OPTION\({opt.group(1)},\s*`(\w+)'", proto)
+        if conf:
+            for n, line in enumerate(mc_lines, 1):
+                if conf.group(1) in line:
+                    hints.append(f"sendmail.mc line {n}: {line.strip()} "
+                                 f"(sets {opt.group(1)}{': ' + (m.group(1) or m.group(2)) if m else ''})")
+                    break
+            else:
+                hints.append(f"{text[:100]} comes from {conf.group(1)}")
+    return hints
+
+
+def _m4_hints(errors: list[str], mc_text: str) -> list[str]:
+    hints = []
+    lines = mc_text.splitlines()
+    for err in errors:
+        m = re.match(r"m4:[^:]*:(\d+):\s*(.*)", err)  # m4:FILE:LINE: message
+        if m and 0 < int(m.group(1)) <= len(lines):
+            hints.append(f"sendmail.mc line {m.group(1)}: {lines[int(m.group(1)) - 1].strip()}")
+    return hints
+
+
+class Sendmail:
+    """The Sendmail of one lab host (``relay`` by default)."""
+
+    def __init__(self, engine: Engine, host: str = "relay") -> None:
+        self.engine = engine
+        self.host = host
+
+    def read_mc(self) -> McFile:
+        """The host's sendmail.mc, parsed."""
+        return McFile(self.engine.read_file(self.host, MC))
+
+    def apply_mc(self, mc: McFile | str, check: bool = True) -> ApplyResult:
+        """Validate and apply a new sendmail.mc (see the module doc for the steps).
+
+        Raises :class:`ConfigRejected` (with the tool's error lines) when refused, unless
+        ``check`` is False; either way the MTA keeps its previous working configuration.
+        """
+        text = str(mc)
+        try:
+            McFile(text)
+        except McSyntaxError as exc:
+            return self._refused(ApplyResult(self.host, False, "m4", [str(exc)]), check)
+        cand = f"{WORK}/sendmail.mc.candidate"
+        self.engine.write_file(self.host, cand, text)
+        return self._run(cand, text, check)
+
+    def change(self, edit: Callable[[McFile], object], check: bool = True) -> ApplyResult:
+        """Read sendmail.mc, let ``edit(mc)`` change it, apply the result."""
+        mc = self.read_mc()
+        edit(mc)
+        return self.apply_mc(mc, check)
+
+    def apply_hand_edits(self, check: bool = True) -> ApplyResult:
+        """Validate and apply /etc/mail/sendmail.mc as the learner left it.
+
+        When refused, the learner's file is kept as sendmail.mc.rejected and the last
+        good sendmail.mc is put back in place.
+        """
+        text = self.engine.read_file(self.host, MC)
+        cand = f"{WORK}/sendmail.mc.candidate"
+        self.engine.write_file(self.host, cand, text)
+        result = self._run(cand, text, check=False)
+        if not result.ok:
+            kept = MC + ".rejected"
+            self.engine.run(self.host, ["cp", cand, kept]).check()
+            self.engine.run(self.host, ["sh", "-c", f"tar -C / -xzf {LAST_GOOD} {MC[1:]} || "
+                                        f"tar -C / -xzf {BASELINE} {MC[1:]}"])
+            result.kept_as = kept
+        return self._refused(result, check) if not result.ok else result
+
+    def _run(self, cand: str, text: str, check: bool) -> ApplyResult:
+        started = time.monotonic()
+        script = (SCRIPTS / "sendmail-apply.sh").read_text()
+        res = self.engine.run(self.host, ["bash", "-s", cand, WORK, LAST_GOOD, BASELINE],
+                              input=script, timeout=120)
+        stages = [ln.split()[1] for ln in res.stdout.splitlines() if ln.startswith("STAGE ")]
+        body = [ln for ln in res.stdout.splitlines()
+                if not ln.startswith(("STAGE ", "ROLLBACK")) and ln.strip()]
+        result = ApplyResult(self.host, res.returncode == 0, stages[-1] if stages else "start",
+                             seconds=time.monotonic() - started)
+        if result.ok:
+            result.diff = "\n".join(body)
+            result.changes = [ln for ln in body if re.match(r"^[-+](O |D|C|F)", ln)]
+            return result
+        result.errors = [ln.replace(cand, "sendmail.mc").replace(f"{WORK}/sendmail.cf.new",
+                                                                 "sendmail.cf (new)")
+                         for ln in body] or [res.stderr.strip()]
+        if result.stage == "m4":
+            result.hints = _m4_hints(result.errors, text)
+        elif result.stage == "cf":
+            result.hints = _option_hints(self.engine, self.host, result.errors, text)
+        if not result.hints:
+            result.hints = self._changed_lines(text)
+        return self._refused(result, check)
+
+    def _changed_lines(self, text: str) -> list[str]:
+        """The lines of ``text`` that differ from the last good sendmail.mc."""
+        res = self.engine.run(self.host, ["sh", "-c", f"tar -xzOf {LAST_GOOD} {MC[1:]} 2>/dev/null"
+                                          f" || tar -xzOf {BASELINE} {MC[1:]}"])
+        if not res.ok:
+            return []
+        old, new = res.stdout.splitlines(), text.splitlines()
+        hints = []
+        for tag, _i1, _i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new).get_opcodes():
+            if tag in ("replace", "insert"):
+                hints += [f"sendmail.mc line {n + 1} (changed): {new[n].strip()}"
+                          for n in range(j1, j2) if new[n].strip()]
+        return hints[:10]
+
+    @staticmethod
+    def _refused(result: ApplyResult, check: bool) -> ApplyResult:
+        if check and not result.ok:
+            raise ConfigRejected(result)
+        return result
