@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from labkit.engines.base import Engine
 from labkit.errors import LabkitError
+
+#: The shell pipelines that apply a change on a host (sendmail-apply.sh, postfix-transaction.sh).
+SCRIPTS = Path(__file__).with_name("scripts")
 
 
 @dataclass
@@ -47,3 +53,21 @@ class ConfigRejected(LabkitError):
     def __init__(self, result: ApplyResult) -> None:
         super().__init__(str(result))
         self.result = result
+
+
+def run_pipeline(engine: Engine, host: str, script: str, args: list[str]) -> tuple[ApplyResult, list[str]]:
+    """Run a pipeline script on ``host``; its result and its output lines.
+
+    The scripts print "STAGE name" before each step and "ROLLBACK" when they put the host
+    back; the last stage reached is where a refused change was refused.
+    """
+    started = time.monotonic()
+    res = engine.run(host, ["bash", "-s", *args], input=script, timeout=120)
+    out = res.stdout.splitlines()
+    stages = [ln.split()[1] for ln in out if ln.startswith("STAGE ")]
+    lines = [ln for ln in out if not ln.startswith(("STAGE ", "ROLLBACK")) and ln.strip()]
+    result = ApplyResult(host, res.returncode == 0, stages[-1] if stages else "start",
+                         seconds=time.monotonic() - started)
+    if not result.ok and not lines and res.stderr.strip():
+        lines = [res.stderr.strip()]
+    return result, lines

@@ -12,17 +12,14 @@ serving with its previous configuration.
 from __future__ import annotations
 
 import shlex
-import time
-from pathlib import Path
 
 from labkit.engines.base import Engine
-from labkit.mta.apply import ApplyResult, ConfigRejected
+from labkit.mta.apply import SCRIPTS, ApplyResult, ConfigRejected, run_pipeline
 
 WORK = "/var/lib/labkit/apply"
 LAST_GOOD = "/var/lib/labkit/last-good/mail-config.tar.gz"
 BASELINE = "/var/lib/labkit/baseline/mail-config.tar.gz"
 
-SCRIPTS = Path(__file__).with_name("scripts")
 
 #: After the transaction, labkit checks the restriction lists, then runs one of these.
 COMMIT = f"tar -C / -czf {LAST_GOOD} etc/postfix etc/aliases"
@@ -157,20 +154,14 @@ class Postfix:
     def transaction(self, commands: list[list[str]], check: bool = True,
                     stdin_content: str | None = None) -> ApplyResult:
         """Run ``commands`` on the host as one validated change (see the module doc)."""
-        started = time.monotonic()
         body = "\n".join(shlex.join(c) + (' <<"LABKIT_EOF"\n' + stdin_content + "\nLABKIT_EOF"
                                           if stdin_content is not None and c[:2] == ["install", "-D"]
                                           else "")
                          for c in commands)
         script = (f"change() {{\n{body}\n}}\n"
                   + (SCRIPTS / "postfix-transaction.sh").read_text())
-        res = self.engine.run(self.host, ["bash", "-s", WORK, LAST_GOOD, BASELINE, self._org],
-                              input=script, timeout=120)
-        stages = [ln.split()[1] for ln in res.stdout.splitlines() if ln.startswith("STAGE ")]
-        lines = [ln for ln in res.stdout.splitlines()
-                 if not ln.startswith(("STAGE ", "ROLLBACK")) and ln.strip()]
-        result = ApplyResult(self.host, res.returncode == 0, stages[-1] if stages else "start",
-                             seconds=time.monotonic() - started)
+        result, lines = run_pipeline(self.engine, self.host, script,
+                                     [WORK, LAST_GOOD, BASELINE, self._org])
         if result.ok:
             problems = unknown_restrictions(
                 self.engine.run(self.host, ["postconf", "-n"]).stdout)
@@ -182,7 +173,7 @@ class Postfix:
                 result.changes = lines
                 result.diff = "\n".join(lines)
         if not result.ok:
-            result.errors = result.errors or lines or [res.stderr.strip()]
+            result.errors = result.errors or lines
             if check:
                 raise ConfigRejected(result)
         return result

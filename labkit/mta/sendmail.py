@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import difflib
 import re
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 from labkit.engines.base import Engine
-from labkit.mta.apply import ApplyResult, ConfigRejected
+from labkit.mta.apply import SCRIPTS, ApplyResult, ConfigRejected, run_pipeline
 from labkit.mta.m4 import McFile, McSyntaxError
 
 MC = "/etc/mail/sendmail.mc"
@@ -33,7 +31,7 @@ WORK = "/var/lib/labkit/apply"
 LAST_GOOD = "/var/lib/labkit/last-good/mail-config.tar.gz"
 BASELINE = "/var/lib/labkit/baseline/mail-config.tar.gz"
 
-SCRIPTS = Path(__file__).with_name("scripts")
+
 
 
 def _option_hints(engine: Engine, host: str, errors: list[str], mc_text: str) -> list[str]:
@@ -127,22 +125,16 @@ class Sendmail:
         return self._refused(result, check) if not result.ok else result
 
     def _run(self, cand: str, text: str, check: bool) -> ApplyResult:
-        started = time.monotonic()
-        script = (SCRIPTS / "sendmail-apply.sh").read_text()
-        res = self.engine.run(self.host, ["bash", "-s", cand, WORK, LAST_GOOD, BASELINE],
-                              input=script, timeout=120)
-        stages = [ln.split()[1] for ln in res.stdout.splitlines() if ln.startswith("STAGE ")]
-        body = [ln for ln in res.stdout.splitlines()
-                if not ln.startswith(("STAGE ", "ROLLBACK")) and ln.strip()]
-        result = ApplyResult(self.host, res.returncode == 0, stages[-1] if stages else "start",
-                             seconds=time.monotonic() - started)
+        result, body = run_pipeline(self.engine, self.host,
+                                    (SCRIPTS / "sendmail-apply.sh").read_text(),
+                                    [cand, WORK, LAST_GOOD, BASELINE])
         if result.ok:
             result.diff = "\n".join(body)
             result.changes = [ln for ln in body if re.match(r"^[-+](O |D|C|F)", ln)]
             return result
         result.errors = [ln.replace(cand, "sendmail.mc").replace(f"{WORK}/sendmail.cf.new",
                                                                  "sendmail.cf (new)")
-                         for ln in body] or [res.stderr.strip()]
+                         for ln in body]
         if result.stage == "m4":
             result.hints = _m4_hints(result.errors, text)
         elif result.stage == "cf":
