@@ -124,10 +124,57 @@ class Sendmail:
             result.kept_as = kept
         return self._refused(result, check) if not result.ok else result
 
-    def _run(self, cand: str, text: str, check: bool) -> ApplyResult:
+    def set_file(self, path: str, content: str, check: bool = True) -> ApplyResult:
+        """Replace a file of the mail configuration (a map such as /etc/mail/access,
+        virtusertable, mailertable, relay-domains, or /etc/aliases) and apply: make
+        rebuilds the maps (makemap, newaliases) and any complaint refuses the change."""
+        if not (path.startswith("/etc/mail/") or path == "/etc/aliases"):
+            raise ConfigRejected(ApplyResult(self.host, False, "start", [
+                f"{path} is not part of Sendmail's configuration (/etc/mail/*, /etc/aliases)"]))
+        staged = f"{WORK}/staged{path.replace('/', '_')}"
+        self.engine.write_file(self.host, staged, content)
+        text = self.engine.read_file(self.host, MC)
+        cand = f"{WORK}/sendmail.mc.candidate"
+        self.engine.write_file(self.host, cand, text)
+        result = self._run(cand, text, check, staged=[staged, path])
+        if result.ok:
+            result.changes.insert(0, f"{path} replaced and rebuilt")
+        return result
+
+    def set_map(self, name: str, content: str, check: bool = True) -> ApplyResult:
+        """/etc/mail/``name`` (access, virtusertable, mailertable, ...) replaced and rebuilt."""
+        return self.set_file(f"/etc/mail/{name}", content, check)
+
+    def set_aliases(self, content: str, check: bool = True) -> ApplyResult:
+        """/etc/aliases replaced; newaliases runs through make."""
+        return self.set_file("/etc/aliases", content, check)
+
+    def smrsh_link(self, program: str) -> None:
+        """Allow ``program`` (an absolute path) in smrsh: a link in /etc/mail/smrsh."""
+        name = program.rsplit("/", 1)[-1]
+        self.engine.run(self.host, ["ln", "-sf", program, f"/etc/mail/smrsh/{name}"]).check()
+
+    def sasl_user(self, user: str, password: str) -> None:
+        """Create or change a SASL user in /etc/sasldb2 (realm: the host's FQDN)."""
+        realm = self.engine.topology.host(self.host).fqdn
+        self.engine.run(self.host, ["saslpasswd2", "-p", "-c", "-u", realm, user],
+                        input=password + "\n").check()
+
+    def install_tls(self, cert_pem: str, key_pem: str, ca_pem: str,
+                    directory: str = "/etc/mail/tls") -> dict[str, str]:
+        """Put a certificate, its key (0600) and the CA in ``directory``; return their paths
+        (for confSERVER_CERT, confSERVER_KEY, confCACERT in sendmail.mc)."""
+        paths = {"cert": f"{directory}/relay.crt", "key": f"{directory}/relay.key",
+                 "ca": f"{directory}/lab-ca.crt"}
+        self.engine.write_file(self.host, paths["cert"], cert_pem, "0644")
+        self.engine.write_file(self.host, paths["key"], key_pem, "0600")
+        self.engine.write_file(self.host, paths["ca"], ca_pem, "0644")
+        return paths
+
+    def _run(self, cand: str, text: str, check: bool, staged: list[str] | None = None) -> ApplyResult:
         result, body = run_pipeline(self.engine, self.host,
                                     (SCRIPTS / "sendmail-apply.sh").read_text(),
-                                    [cand, WORK, LAST_GOOD, BASELINE])
+                                    [cand, WORK, LAST_GOOD, BASELINE, *(staged or [])])
         if result.ok:
             result.diff = "\n".join(body)
             result.changes = [ln for ln in body if re.match(r"^[-+](O |D|C|F)", ln)]

@@ -157,3 +157,36 @@ def test_snapshot_save_diff_and_restore(lab, server):
     assert server.get("disable_vrfy_command") == "no"
     with pytest.raises(Exception, match="no snapshot 'nope'"):
         mta.snapshot_restore(lab.engine, "server", "nope")
+
+
+def test_narrowing_the_access_map_closes_the_open_relay(lab, relay):
+    access = lab.read_file("relay", "/etc/mail/access")
+    result = relay.set_map("access", access.replace("Connect:192.168\t\t\tRELAY",
+                                                    "Connect:192.168.57\tRELAY"))
+    assert result.ok and result.changes[0] == "/etc/mail/access replaced and rebuilt"
+    assert not lab.relay_matrix("internet", "relay", wait=1).open_relay
+    assert lab.send("client", "someone@example.net", target="relay").status == "at-sink"
+
+
+def test_a_broken_map_line_is_refused_with_makemaps_line(lab, relay):
+    access = lab.read_file("relay", "/etc/mail/access")
+    with pytest.raises(ConfigRejected) as err:
+        relay.set_map("access", access + "Connect:10.0.0.1\n")
+    assert err.value.result.stage == "make"
+    assert any("no RHS for LHS connect:10.0.0.1" in e for e in err.value.result.errors)
+    assert lab.read_file("relay", "/etc/mail/access") == access
+
+
+def test_aliases_sasl_users_and_smrsh_links(lab, relay):
+    aliases = lab.read_file("relay", "/etc/aliases")
+    relay.set_aliases(aliases + "webmaster: jo\n")
+    assert "user jo" in lab.run("relay", ["sendmail", "-bv", "webmaster"]).stdout
+    relay.sasl_user("jo", "n3w-pass")
+    assert lab.auth("internet", "relay", password="n3w-pass").logins["PLAIN"].code == 235
+    relay.smrsh_link("/usr/bin/true")
+    assert lab.file_info("relay", "/etc/mail/smrsh/true").kind == "symlink"
+
+
+def test_files_outside_the_mail_configuration_are_refused(relay):
+    with pytest.raises(ConfigRejected, match="not part of Sendmail's configuration"):
+        relay.set_file("/etc/passwd", "root::0:0::/root:/bin/sh\n")

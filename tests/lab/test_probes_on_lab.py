@@ -124,6 +124,11 @@ def test_tls_probe_inspects_and_verifies_a_lab_ca_certificate(lab):
         assert "CN=MTA Hardening Lab CA" in report.cert.issuer
         assert report.verified, report.verify_error
         assert lab.file_info("server", "/etc/postfix/tls/server.key").octal == "0600"
+        with_client_cert = lab.tls("client", "server", client="client")
+        assert with_client_cert.verified
+        auth = lab.auth("client", "server")  # STARTTLS offered now; Postfix has no SASL yet
+        assert auth.tls_offered and auth.before_tls == [] and auth.after_tls == []
+        assert auth.logins == {}
     finally:
         lab.reset("server")
 

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Apply a new sendmail.mc on this host, safely. Run by labkit (labkit/mta/sendmail.py):
 #
-#   sendmail-apply.sh CANDIDATE_MC WORK_DIR LAST_GOOD_TAR BASELINE_TAR
+#   sendmail-apply.sh CANDIDATE_MC WORK_DIR LAST_GOOD_TAR BASELINE_TAR [STAGED DEST]...
 #
 # Builds the new sendmail.cf aside with m4 (any m4 diagnostic refuses it), loads it with
 # `sendmail -C new.cf -bt` (any "line N:" complaint refuses it), then installs it, runs
@@ -31,9 +31,14 @@ restore() {
     exit 11
 }
 [ "$cand" = /etc/mail/sendmail.mc ] || cp "$cand" /etc/mail/sendmail.mc
+shift 4
+while [ $# -ge 2 ]; do  # staged files (maps, aliases): installed after the backup was taken
+    install -D -m 0644 "$1" "$2"; shift 2
+done
 say make
-if ! make -s -C /etc/mail > "$work/make.out" 2>&1 || grep -q '^m4:' "$work/make.out"; then
-    cat "$work/make.out"; restore
+if ! make -s -C /etc/mail > "$work/make.out" 2>&1 || grep -qE '^(m4|makemap|newaliases|sendmail):' "$work/make.out"; then
+    grep -E '^(m4|makemap|newaliases|sendmail):|rror' "$work/make.out" || tail -n 5 "$work/make.out"
+    restore
 fi
 say restart
 if ! systemctl restart sendmail > "$work/restart.out" 2>&1; then
