@@ -13,6 +13,7 @@ import time
 
 from labkit import images as imagelib
 from labkit import topology as topolib
+from labkit.engines import ENGINES
 from labkit.errors import LabkitError
 
 EPILOG = """\
@@ -136,6 +137,18 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_start(args: argparse.Namespace) -> int:
+    from labkit.course.hardening import section, start_state
+    lab = _lab(args)
+    target = section(args.section)
+    started = time.monotonic()
+    results = start_state(lab.engine, target.number, _progress)
+    print(f"relay and server are in the start state of section {target.number} "
+          f"({target.title}): baseline, with {len(results)} "
+          f"hardening changes of earlier sections ({time.monotonic() - started:.0f} s)")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:  # noqa: ARG001
     from labkit.engines.local import LocalEngine, list_labs
     topo = topolib.load()
@@ -179,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--lab", default=os.environ.get("LABKIT_LAB", "lab"), metavar="NAME",
                         help="which lab (default: $LABKIT_LAB or 'lab')")
     common.add_argument("--engine", default=os.environ.get("LABKIT_ENGINE", "local"),
-                        choices=["local"], help="where the hosts run (default: local)")
+                        choices=list(ENGINES), help="where the hosts run (default: local)")
     parser = argparse.ArgumentParser(
         prog="labkit", description="The MTA Hardening Lab: real Sendmail and Postfix "
         "servers in a relay/server topology, to harden, probe and grade.",
@@ -213,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["save", "list", "diff", "restore"])
     p.add_argument("host", help="relay or server")
     p.add_argument("name", nargs="?", help="the snapshot's name")
+    p = add("start", cmd_start, "put relay and server in a course section's start state "
+            "(the baseline, with every earlier section hardened)")
+    p.add_argument("section", help="a section number or name, e.g. 04 or relay")
     add("list", cmd_list, "list the labs on this machine")
     p = add("images", cmd_images, "list, build or clear the cached host images")
     g = p.add_mutually_exclusive_group()

@@ -1,4 +1,4 @@
-"""Engines: where a lab's hosts run. ``local`` (nspawn containers on this machine)."""
+"""Engines: where a lab's hosts run: ``local`` (nspawn containers here) or ``vagrant`` (VMs)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from labkit.engines.base import Engine
 from labkit.errors import LabkitError
 from labkit.topology import Topology
 
-ENGINES = ("local",)
+ENGINES = ("local", "vagrant")
 
 
 def get_engine(kind: str, topology: Topology, lab: str) -> Engine:
@@ -14,4 +14,7 @@ def get_engine(kind: str, topology: Topology, lab: str) -> Engine:
     if kind == "local":
         from labkit.engines.local import LocalEngine
         return LocalEngine(topology, lab)
+    if kind == "vagrant":
+        from labkit.engines.vagrant import VagrantEngine
+        return VagrantEngine(topology, lab)
     raise LabkitError(f"unknown engine {kind!r}; engines: {', '.join(ENGINES)}")

@@ -178,6 +178,10 @@ class Sendmail:
         if result.ok:
             result.diff = "\n".join(body)
             result.changes = [ln for ln in body if re.match(r"^[-+](O |D|C|F)", ln)]
+            rules = [ln for ln in body if re.match(r"^[-+](R|S|K|M|H|P|V|T|Q|E)", ln)]
+            if rules:
+                result.changes.append(f"({len(rules)} lines of rules, maps, mailers or headers "
+                                      "changed in sendmail.cf: see .diff)")
             return result
         result.errors = [ln.replace(cand, "sendmail.mc").replace(f"{WORK}/sendmail.cf.new",
                                                                  "sendmail.cf (new)")

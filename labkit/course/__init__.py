@@ -1,0 +1,1 @@
+"""The course: its sections, and the hardened state of each (see hardening.py)."""

@@ -1,0 +1,212 @@
+"""The HARDENED state of each course section, expressed with labkit.mta.
+
+Each section's ``harden(engine)`` turns its part of the baseline into the hardened
+state, through the same validated pipeline a learner's change goes through, and returns
+the results. Solutions, tests and section start states all use these functions: the
+start state of section N is the baseline with every earlier section hardened.
+
+Sections with no configuration of their own to harden (00 topology, 10 logging, whose
+LogLevel 9 is already Debian's default, 11 capstone) and 01 privileges, not yet expressed
+here, have no ``harden``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from labkit import pki
+from labkit.engines.base import Engine
+from labkit.errors import LabkitError
+from labkit.mta import ApplyResult, Postfix, Sendmail
+from labkit.mta.m4 import McFile
+
+Harden = Callable[[Engine], list[ApplyResult]]
+
+
+@dataclass(frozen=True)
+class Section:
+    number: str
+    slug: str
+    title: str
+    harden: Harden | None = None
+
+
+# --- Sendmail on the relay ----------------------------------------------------------
+
+def harden_smrsh(engine: Engine) -> list[ApplyResult]:
+    """02: programs run from aliases and .forward only through smrsh (no procmail)."""
+    return [Sendmail(engine).change(lambda mc: mc.add_feature("smrsh"))]
+
+
+DOS_LIMITS = {
+    "confMAX_DAEMON_CHILDREN": "20",
+    "confMAX_MESSAGE_SIZE": "10000000",
+    "confCONNECTION_RATE_THROTTLE": "5",
+    "confBAD_RCPT_THROTTLE": "3",
+    "confMAX_RCPTS_PER_MESSAGE": "50",
+    "confDELAY_LA": "8",
+    "confREFUSE_LA": "12",
+    "confMIN_FREE_BLOCKS": "1000",
+}
+
+
+def harden_dos(engine: Engine) -> list[ApplyResult]:
+    """03: limits on children, message size, connection rate, bad and many recipients."""
+    def edit(mc: McFile) -> None:
+        for name, value in DOS_LIMITS.items():
+            mc.set_define(name, value)
+    return [Sendmail(engine).change(edit)]
+
+
+def relay_access_map(engine: Engine) -> str:
+    """The hardened /etc/mail/access: relaying for the inside network only, and
+    recipient validation for the organisation's domain (known users, postmaster, abuse)."""
+    topo = engine.topology
+    org = topo.domains["organisation"]
+    inside = topo.networks["inside"].subnet
+    prefix = ".".join(str(inside.network_address).split(".")[: inside.prefixlen // 8])
+    users = [*topo.mail["users"], *topo.mail["aliases"]]
+    lines = ["# Relay access, hardened: the LAN only, and only known recipients.",
+             "Connect:localhost.localdomain\tRELAY", "Connect:localhost\tRELAY",
+             "Connect:127.0.0.1\tRELAY", f"Connect:{prefix}\tRELAY"]
+    lines += [f"To:{u}@{org}\tRELAY" for u in dict.fromkeys(users)]
+    lines.append(f"To:{org}\tERROR:5.1.1:550 User unknown")
+    return "\n".join(lines) + "\n"
+
+
+def harden_relay_control(engine: Engine) -> list[ApplyResult]:
+    """04: no open relay, recipient validation on the relay, no UUCP bang paths."""
+    sm = Sendmail(engine)
+    first = sm.change(lambda mc: (mc.add_feature("blocklist_recipients"),
+                                  mc.add_feature("nouucp", "reject")))
+    return [first, sm.set_map("access", relay_access_map(engine))]
+
+
+def harden_rbl(engine: Engine) -> list[ApplyResult]:
+    """05: refuse clients listed in the lab DNSBL."""
+    zone = engine.topology.dnsbl["ip_zone"]
+    message = f'"550 5.7.1 Rejected: " $&{{client_addr}} " is listed at {zone}"'
+    return [Sendmail(engine).change(lambda mc: mc.add_feature("dnsbl", zone, message))]
+
+
+def harden_sasl(engine: Engine) -> list[ApplyResult]:
+    """06: no plain-text mechanisms without TLS, no anonymous logins."""
+    return [Sendmail(engine).change(lambda mc: mc.set_define("confAUTH_OPTIONS", "A,p,y"))]
+
+
+def harden_starttls(engine: Engine) -> list[ApplyResult]:
+    """07: a certificate for the relay from the lab CA, its key readable by root only."""
+    ca = pki.LabCA()
+    issued = pki.issue_for_host(ca, engine.topology.host("relay"))
+    sm = Sendmail(engine)
+    paths = sm.install_tls(issued.cert_pem, issued.key_pem, ca.cert_pem)
+
+    def edit(mc: McFile) -> None:
+        mc.set_define("CERT_DIR", "/etc/mail/tls")
+        mc.set_define("confCACERT_PATH", "/etc/mail/tls")
+        mc.set_define("confCACERT", paths["ca"])
+        mc.set_define("confSERVER_CERT", paths["cert"])
+        mc.set_define("confSERVER_KEY", paths["key"])
+        mc.set_define("confCLIENT_CERT", paths["cert"])
+        mc.set_define("confCLIENT_KEY", paths["key"])
+    return [sm.change(edit)]
+
+
+def harden_privacy(engine: Engine) -> list[ApplyResult]:
+    """08: a greeting without product or version; no VRFY, EXPN, ETRN, DSN; private queue."""
+    def edit(mc: McFile) -> None:
+        mc.set_define("confPRIVACY_FLAGS",
+                      "goaway,noetrn,noreceipts,restrictmailq,restrictqrun,restrictexpand")
+        mc.set_define("confSMTP_LOGIN_MSG", "$j MTA; $b")
+    return [Sendmail(engine).change(edit)]
+
+
+# --- Postfix on the server -------------------------------------------------------------
+
+def harden_postfix(engine: Engine) -> list[ApplyResult]:
+    """09: the same controls on Postfix: relay restrictions, client and sender checks, the
+    DNSBL, header checks, a quiet banner, no VRFY, TLS with a lab certificate."""
+    topo = engine.topology
+    pf = Postfix(engine)
+    ca = pki.LabCA()
+    issued = pki.issue_for_host(ca, topo.host("server"))
+    engine.write_file("server", "/etc/postfix/tls/server.crt", issued.cert_pem, "0644")
+    engine.write_file("server", "/etc/postfix/tls/server.key", issued.key_pem, "0600")
+    engine.write_file("server", "/etc/postfix/tls/lab-ca.crt", ca.cert_pem, "0644")
+    inside = topo.networks["inside"].subnet
+    results = [pf.set({
+        "smtpd_banner": "$myhostname ESMTP",
+        "disable_vrfy_command": "yes",
+        "mynetworks": f"127.0.0.0/8 [::1]/128 {inside}",
+        "smtpd_helo_required": "yes",
+        "smtpd_helo_restrictions": "permit_mynetworks, reject_invalid_helo_hostname, "
+                                   "reject_non_fqdn_helo_hostname",
+        "smtpd_sender_restrictions": "reject_non_fqdn_sender, reject_unknown_sender_domain",
+        "smtpd_recipient_restrictions": "permit_mynetworks, reject_unauth_destination, "
+                                        f"reject_rbl_client {topo.dnsbl['ip_zone']}, "
+                                        f"reject_rhsbl_sender {topo.dnsbl['domain_zone']}",
+        "smtpd_tls_cert_file": "/etc/postfix/tls/server.crt",
+        "smtpd_tls_key_file": "/etc/postfix/tls/server.key",
+        "smtpd_tls_CAfile": "/etc/postfix/tls/lab-ca.crt",
+        "smtpd_tls_security_level": "may",
+        "smtp_tls_security_level": "may",
+        "smtpd_discard_ehlo_keywords": "dsn, etrn",
+    })]
+    results.append(pf.set_table(
+        "/etc/postfix/header_checks",
+        "/^Subject:.*(lottery|viagra)/ REJECT 5.7.1 Message refused by the lab's header checks\n",
+        kind="regexp", params={"header_checks": "regexp:/etc/postfix/header_checks"}))
+    results.append(pf.set_service_field("smtp/inet", "chroot", "y"))
+    return results
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section("00", "topology", "The lab's topology"),
+    Section("01", "privileges", "Privileges"),
+    Section("02", "smrsh", "smrsh and mailers", harden_smrsh),
+    Section("03", "dos", "Denial of service", harden_dos),
+    Section("04", "relay", "Relay control", harden_relay_control),
+    Section("05", "rbl", "RBLs", harden_rbl),
+    Section("06", "sasl", "SMTP AUTH", harden_sasl),
+    Section("07", "starttls", "STARTTLS", harden_starttls),
+    Section("08", "privacy", "Privacy flags", harden_privacy),
+    Section("09", "postfix", "Postfix", harden_postfix),
+    Section("10", "logging", "Logging and forgery"),
+    Section("11", "capstone", "Capstone"),
+)
+
+
+def section(key: str) -> Section:
+    """A section by number ("04", "4") or slug ("relay")."""
+    for s in SECTIONS:
+        if key in (s.number, s.slug) or (key.isdigit() and int(key) == int(s.number)):
+            return s
+    raise LabkitError(f"unknown section {key!r}; sections: "
+                      + ", ".join(f"{s.number} {s.slug}" for s in SECTIONS))
+
+
+def harden_through(engine: Engine, last: str, progress: Callable[[str], None] | None = None
+                   ) -> list[ApplyResult]:
+    """Harden every section up to and including ``last``, in course order."""
+    stop = section(last).number
+    results: list[ApplyResult] = []
+    for s in SECTIONS:
+        if s.number > stop:
+            break
+        if s.harden:
+            if progress:
+                progress(f"  hardening section {s.number} ({s.slug})")
+            results += s.harden(engine)
+    return results
+
+
+def start_state(engine: Engine, key: str, progress: Callable[[str], None] | None = None
+                ) -> list[ApplyResult]:
+    """Put the relay and the server in the start state of section ``key``: the baseline,
+    with every earlier section hardened."""
+    target = section(key)
+    for host in ("relay", "server"):
+        engine.reset(host, progress)
+    earlier = [s for s in SECTIONS if s.number < target.number]
+    return harden_through(engine, earlier[-1].number, progress) if earlier else []
