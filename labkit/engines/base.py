@@ -9,10 +9,13 @@ it works the same on every engine.
 from __future__ import annotations
 
 import abc
+import contextlib
 import re
+import signal
 import socket
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from labkit.errors import CommandError, LabkitError
@@ -29,6 +32,23 @@ def check_lab_name(name: str) -> str:
             f"invalid lab name {name!r}: use 1 to 12 lower-case letters, digits or '-', "
             "starting with a letter (e.g. 'lab', 'alice', 'w3')")
     return name
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into KeyboardInterrupt, like Ctrl-C, while inside."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt(f"signal {signum}")
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 @dataclass

@@ -23,13 +23,11 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from labkit import images as imagelib
 from labkit import preflight, sysutil
-from labkit.engines.base import Engine, HostStatus, Progress, RunResult, ServiceState
+from labkit.engines.base import Engine, HostStatus, Progress, RunResult, ServiceState, signals_interrupt
 from labkit.engines.netns import NetnsThread
 from labkit.errors import HostBootError, LabExistsError, LabNotRunningError
 from labkit.topology import Host, Topology
@@ -44,19 +42,6 @@ def state_root() -> Path:
 
 def _quiet(msg: str) -> None:
     pass
-
-
-@contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into KeyboardInterrupt, like Ctrl-C, while inside."""
-    def handler(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt(f"signal {signum}")
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 class LocalEngine(Engine):
@@ -166,7 +151,7 @@ class LocalEngine(Engine):
         images = imagelib.ensure_images(self.topology, progress)
         started = time.monotonic()
         try:
-            with _signals_interrupt():
+            with signals_interrupt():
                 self._write_state({"lab": self.lab, "engine": self.kind, "hosts": {}})
                 self._create_networks()
                 for host in self.topology.hosts.values():
@@ -188,7 +173,7 @@ class LocalEngine(Engine):
         image = imagelib.image_for(spec)
         if not image.exists:
             image = imagelib.ensure_images(self.topology, progress)[host]
-        with _signals_interrupt():
+        with signals_interrupt():
             self._close_workers()
             self._stop_host(host)
             sysutil.unmount_under(self._root(host))

@@ -40,11 +40,10 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit.engines.base import Engine, HostStatus, Progress, RunResult, ServiceState
+from labkit.engines.base import Engine, HostStatus, Progress, RunResult, ServiceState, signals_interrupt
 from labkit.errors import (
     HostBootError,
     LabExistsError,
@@ -85,23 +84,6 @@ def list_labs() -> list[str]:
 
 def _quiet(msg: str) -> None:
     pass
-
-
-@contextlib.contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into KeyboardInterrupt, like Ctrl-C, while inside."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt(f"signal {signum}")
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 # --- what Vagrant prints -----------------------------------------------------------
@@ -315,7 +297,7 @@ class VagrantEngine(Engine):
         self.ssh_config_path.unlink(missing_ok=True)
         started = time.monotonic()
         try:
-            with _signals_interrupt():
+            with signals_interrupt():
                 self.dotfile_dir.mkdir(parents=True, exist_ok=True)
                 self._vagrant_up(progress)
                 self.write_ssh_config()
@@ -584,7 +566,7 @@ class VagrantEngine(Engine):
         progress = progress or _quiet
         spec = self.topology.host(host)
         self.ensure_master(host)
-        with _signals_interrupt():
+        with signals_interrupt():
             res = self.run(host, ["sh", "-c", RESET_SCRIPT, "reset", BASELINE, RESET_ROOT], timeout=300)
             if not res.ok:
                 raise HostBootError(f"{host}: restoring the baseline mail configuration failed "
