@@ -11,9 +11,11 @@ import os
 import sys
 import time
 
+from labkit import engines as enginelib
 from labkit import images as imagelib
 from labkit import topology as topolib
 from labkit.engines import ENGINES
+from labkit.engines.base import Engine, labkit_command
 from labkit.errors import LabkitError
 
 EPILOG = """\
@@ -44,30 +46,49 @@ def cmd_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     lab.up()
     print(f"lab {args.lab!r} is up ({time.monotonic() - started:.1f} s). "
-          f"Try: labkit status{_lab_opt(args)}")
+          f"Try: {labkit_command('status', lab.engine.kind, args.lab)}")
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    if args.all:
-        from labkit.engines.local import list_labs
-        names = list_labs()
-    else:
-        names = [args.lab]
-    for name in names:
-        args.lab = name
+    if not args.all:
         _lab(args).down()
-        print(f"lab {name!r} is down; nothing of it is left on this machine")
-    if not names:
+        print(f"lab {args.lab!r} is down; nothing of it is left on this machine")
+        return 0
+    entries = enginelib.list_labs()
+    if not entries:
         print("no labs on this machine")
-    return 0
+        return 0
+    topo = topolib.load()
+    failed = 0
+    for entry in entries:
+        try:
+            enginelib.get_engine(entry.engine, topo, entry.name).down()
+        except LabkitError as exc:
+            failed += 1
+            print(f"labkit: error: lab {entry.name!r} ({entry.engine}): {exc}", file=sys.stderr)
+            continue
+        print(f"lab {entry.name!r} ({entry.engine}) is down; nothing of it is left on this machine")
+    return 1 if failed else 0
+
+
+def _not_running_message(args: argparse.Namespace) -> str:
+    """What ``status`` says of a lab that is not running: how to start it, on the
+    engine it belongs to (vagrant if asked for, by --engine or $LABKIT_ENGINE, or if the
+    lab has a Vagrant state on this machine)."""
+    from labkit.engines import vagrant
+    if args.engine != "vagrant" and args.lab in vagrant.list_labs():
+        return (f"lab {args.lab!r} is not running on the {args.engine} engine; it is a Vagrant "
+                f"lab: {labkit_command('status', 'vagrant', args.lab)} "
+                f"(start it: {labkit_command('up', 'vagrant', args.lab)})")
+    return f"lab {args.lab!r} is not running (start it: {labkit_command('up', args.engine, args.lab)})"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     lab = _lab(args)
     statuses = lab.status()
     if not any(s.running for s in statuses):
-        print(f"lab {args.lab!r} is not running (start it: labkit up{_lab_opt(args)})")
+        print(_not_running_message(args))
         return 3
     for st in statuses:
         state = "running" if st.running else "DOWN"
@@ -149,15 +170,29 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lab_state(engine: Engine) -> str:
+    """One phrase for ``labkit list``: running, stopped or stale, and what to do."""
+    from labkit.engines.vagrant import VagrantEngine
+    try:
+        if engine.is_running():
+            return "running"
+        stopped = isinstance(engine, VagrantEngine) and engine.has_vms()
+    except LabkitError as exc:
+        return f"unknown ({str(exc).splitlines()[0]})"
+    if stopped:
+        return f"stopped (VMs kept: {engine.command_hint('up')} boots them again)"
+    return (f"stale (cleared by {engine.command_hint('up')} "
+            f"or {engine.command_hint('down')})")
+
+
 def cmd_list(args: argparse.Namespace) -> int:  # noqa: ARG001
-    from labkit.engines.local import LocalEngine, list_labs
     topo = topolib.load()
-    names = list_labs()
-    if not names:
+    entries = enginelib.list_labs()
+    if not entries:
         print("no labs on this machine")
-    for name in names:
-        running = LocalEngine(topo, name).is_running()
-        print(f"{name:14} {'running' if running else 'stale (cleared by labkit up or down)'}")
+    for entry in entries:
+        engine = enginelib.get_engine(entry.engine, topo, entry.name)
+        print(f"{entry.name:14} {entry.engine:8} {_lab_state(engine)}")
     return 0
 
 
@@ -183,10 +218,6 @@ def cmd_render(args: argparse.Namespace) -> int:  # noqa: ARG001
     return 0
 
 
-def _lab_opt(args: argparse.Namespace) -> str:
-    return "" if args.lab == "lab" else f" --lab {args.lab}"
-
-
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--lab", default=os.environ.get("LABKIT_LAB", "lab"), metavar="NAME",
@@ -206,9 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("up", cmd_up, "start the lab (internet, relay, server, client) and wait until "
         "every service is up")
-    p = add("down", cmd_down, "stop the lab and remove every namespace, mount and process it made")
+    p = add("down", cmd_down, "stop the lab and remove every namespace, mount and process it made "
+            "(under vagrant: destroy its VMs)")
     p.add_argument("--all", action="store_true",
-                   help="every lab on this machine, stale ones included (see: labkit list)")
+                   help="every lab on this machine, of every engine, each with its own engine "
+                   "(stale ones included; see: labkit list)")
     add("status", cmd_status, "show each host, its addresses and its services "
         "(exit 0 all up, 1 something down, 3 lab not running)")
     p = add("shell", cmd_shell, "open a root shell on a host")
@@ -229,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("start", cmd_start, "put relay and server in a course section's start state "
             "(the baseline, with every earlier section hardened)")
     p.add_argument("section", help="a section number or name, e.g. 04 or relay")
-    add("list", cmd_list, "list the labs on this machine")
+    add("list", cmd_list, "list the labs on this machine, of every engine (local and vagrant), "
+        "with their state")
     p = add("images", cmd_images, "list, build or clear the cached host images")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--build", action="store_true", help="build the images not yet cached")

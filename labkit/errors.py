@@ -31,6 +31,19 @@ class HostBootError(LabkitError):
     """A host did not boot, or a service on it did not start; carries its journal tail."""
 
 
+class HostProbeError(LabkitError):
+    """A host inspection could not be made (file missing, command failed)."""
+
+
+class SessionNotFoundError(HostProbeError):
+    """No open TCP session on a host is the one a probe holds open to it."""
+
+
+class AmbiguousSessionError(HostProbeError):
+    """Several open TCP sessions on a host could be the one a probe holds open to it, and
+    the engine cannot tell the probe's source port to pick one."""
+
+
 class CommandError(LabkitError):
     """A command run on a lab host exited non-zero (when the caller asked for a check)."""
 

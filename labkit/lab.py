@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from labkit import pki, probes
@@ -26,6 +28,7 @@ from labkit.probes.smtp import (
     probe_mail_without_helo,
     probe_recipient_limit,
 )
+from labkit.probes.tls import start_tls
 
 
 def _stderr(msg: str) -> None:
@@ -165,6 +168,29 @@ class Lab:
             pair = (issued.cert_pem, issued.key_pem)
         return probes.tls_report(self.engine, vantage, target, port, ca.cert_pem, pair)
 
+    def smtp_tls(self, vantage: str, target: str = "relay", port: int = 25,
+                 client: str | None = None, timeout: float = 10.0) -> probes.SmtpSession:
+        """An SMTP session from ``vantage`` to ``target`` already switched to TLS (EHLO,
+        STARTTLS verified against the lab CA, EHLO again), presenting the lab certificate
+        of host ``client`` if given:
+
+        >>> with lab.smtp_tls("internet", "relay", client="internet") as s:
+        ...     s.mail("a@example.net"); print(s.rcpt("b@example.net"))
+        """
+        ca = pki.LabCA()
+        pair = None
+        if client:
+            issued = pki.issue_for_host(ca, self.topology.host(client))
+            pair = (issued.cert_pem, issued.key_pem)
+        session = self.smtp(vantage, target, port, timeout)
+        try:
+            name = self.topology.host(target).fqdn if target in self.topology.hosts else target
+            return start_tls(session, name, ca.cert_pem, pair,
+                             helo=self.topology.host(vantage).fqdn)
+        except BaseException:
+            session.close()
+            raise
+
     def auth(self, vantage: str, target: str = "relay", user: str = "jo",
              password: str | None = None, port: int = 25) -> probes.AuthReport:
         """SMTP AUTH on ``target`` from ``vantage``, logging in as a lab user."""
@@ -180,9 +206,16 @@ class Lab:
         """What listens on which address and port on ``host``."""
         return hostprobe.listeners(self.engine, host)
 
-    def session_users(self, host: str = "relay", vantage: str = "client") -> hostprobe.SessionUsers:
-        """Which user serves an SMTP session on ``host`` (one is held open from ``vantage``)."""
-        return hostprobe.session_process_users(self.engine, vantage, host)
+    def session_users(self, host: str = "relay", vantage: str = "client",
+                      port: int = 25) -> hostprobe.SessionUsers:
+        """Which user serves an SMTP session on ``host`` (one is held open from ``vantage``).
+
+        The same on every engine. Where the engine cannot tell the session's source port
+        (vagrant), the session is known on ``host`` by ``vantage``'s address alone, so
+        another session open from ``vantage`` to ``host``:``port`` at the same time gives
+        :class:`~labkit.errors.AmbiguousSessionError` rather than a guess.
+        """
+        return hostprobe.session_process_users(self.engine, vantage, host, port)
 
     def queue(self, host: str) -> list[hostprobe.QueueEntry]:
         """The MTA queue on ``host``."""
@@ -195,6 +228,28 @@ class Lab:
     def logs_since(self, host: str, mark: str, unit: str | None = None) -> list[str]:
         """``host``'s journal lines after ``mark``."""
         return hostprobe.logs_since(self.engine, host, mark, unit)
+
+    # the outside world, changed for a demonstration
+    @contextmanager
+    def listed_in_dnsbl(self, host: str = "internet") -> Iterator[str]:
+        """While the block runs, the address the relay sees ``host`` connect from is listed
+        in the lab DNSBL (rbldnsd on ``internet``, answers 127.0.0.2), so a relay that checks the DNSBL
+        refuses it; the listing is removed afterwards, whatever happens. Yields the
+        address listed.
+
+        >>> with lab.listed_in_dnsbl("internet"):
+        ...     print(lab.send("internet", "jo@example.com").reply)
+        """
+        address = str(self.topology.address_for(host, "relay"))
+        data = f"/var/lib/rbldns/lab/{self.topology.dnsbl['ip_zone']}.ip4set"
+        # rbldnsd re-reads its data on a restart; Unbound forgets what it cached of it.
+        reload = "systemctl restart rbldnsd unbound"
+        self.run("internet", f"cp {data} {data}.labkit-saved && "
+                             f"echo {address} >> {data} && {reload}").check()
+        try:
+            yield address
+        finally:
+            self.run("internet", f"mv {data}.labkit-saved {data} && {reload}").check()
 
     # what the lab's own services recorded
     def sink_messages(self) -> list[SinkMessage]:

@@ -6,8 +6,9 @@ the results. Solutions, tests and section start states all use these functions: 
 start state of section N is the baseline with every earlier section hardened.
 
 Sections with no configuration of their own to harden (00 topology, 10 logging, whose
-LogLevel 9 is already Debian's default, 11 capstone) and 01 privileges, not yet expressed
-here, have no ``harden``.
+LogLevel 9 is already Debian's default, 11 capstone) have no ``harden``. Postfix's part of
+01 has nothing to harden either: Postfix refuses to run smtpd as root ("the Postfix SMTP
+server must run with $mail_owner privileges") and keeps its own queue private.
 """
 
 from __future__ import annotations
@@ -33,6 +34,17 @@ class Section:
 
 
 # --- Sendmail on the relay ----------------------------------------------------------
+
+#: The unprivileged user and group Sendmail serves sessions as: Debian's MTA user, which
+#: owns the queue and the maps and is already the TrustedUser (confTRUSTED_USER), with
+#: mail:mail already the DefaultUser (confDEF_USER_ID) in Debian's sendmail.cf.
+RUN_AS = ("smmta", "smmsp")
+
+
+def harden_privileges(engine: Engine) -> list[ApplyResult]:
+    """01: sessions served as an unprivileged user, the MTA queue private to it."""
+    return [Sendmail(engine).set_run_as_user(*RUN_AS)]
+
 
 def harden_smrsh(engine: Engine) -> list[ApplyResult]:
     """02: programs run from aliases and .forward only through smrsh (no procmail)."""
@@ -71,6 +83,11 @@ def relay_access_map(engine: Engine) -> str:
              "Connect:localhost.localdomain\tRELAY", "Connect:localhost\tRELAY",
              "Connect:127.0.0.1\tRELAY", f"Connect:{prefix}\tRELAY"]
     lines += [f"To:{u}@{org}\tRELAY" for u in dict.fromkeys(users)]
+    # The relay's own names are subdomains of the organisation's: without these lines the
+    # domain-wide "User unknown" below would also refuse postmaster@relay.example.com.
+    relay = topo.host("relay")
+    lines += [f"To:{name}\tOK" for name in dict.fromkeys(
+        [relay.fqdn, *(i.name for i in relay.interfaces if i.name)])]
     lines.append(f"To:{org}\tERROR:5.1.1:550 User unknown")
     return "\n".join(lines) + "\n"
 
@@ -95,8 +112,23 @@ def harden_sasl(engine: Engine) -> list[ApplyResult]:
     return [Sendmail(engine).change(lambda mc: mc.set_define("confAUTH_OPTIONS", "A,p,y"))]
 
 
+def xtext(text: str) -> str:
+    """``text`` as Sendmail writes certificate names in macros such as ${cert_issuer}:
+    spaces, controls, non-ASCII, '+' and '<>")' as +XX (RFC 3461 xtext)."""
+    return "".join(f"+{b:02X}" if b <= 0x20 or b >= 0x7F or chr(b) in '+<>")' else chr(b)
+                   for b in text.encode())
+
+
+def certificate_relay_line(ca: pki.LabCA) -> str:
+    """The access map entry that lets a client relay when it presents a certificate the
+    lab CA signed and Sendmail verified: ``CERTISSUER:/O=.../CN=... RELAY``."""
+    issuer = "".join(f"/{a.rfc4514_attribute_name}={a.value}" for a in ca.cert.subject)
+    return f"CERTISSUER:{xtext(issuer)}\tRELAY"
+
+
 def harden_starttls(engine: Engine) -> list[ApplyResult]:
-    """07: a certificate for the relay from the lab CA, its key readable by root only."""
+    """07: a certificate for the relay from the lab CA, its key readable by its user only;
+    clients with a certificate from the lab CA may relay (CERTISSUER in the access map)."""
     ca = pki.LabCA()
     issued = pki.issue_for_host(ca, engine.topology.host("relay"))
     sm = Sendmail(engine)
@@ -110,7 +142,14 @@ def harden_starttls(engine: Engine) -> list[ApplyResult]:
         mc.set_define("confSERVER_KEY", paths["key"])
         mc.set_define("confCLIENT_CERT", paths["cert"])
         mc.set_define("confCLIENT_KEY", paths["key"])
-    return [sm.change(edit)]
+    results = [sm.change(edit)]
+    access = engine.read_file("relay", "/etc/mail/access")
+    line = certificate_relay_line(ca)
+    if line not in access.splitlines():
+        note = "# Clients with a certificate from the lab CA may relay.\n"
+        access = access.rstrip("\n") + "\n" + note + line + "\n"
+        results.append(sm.set_map("access", access))
+    return results
 
 
 def harden_privacy(engine: Engine) -> list[ApplyResult]:
@@ -163,7 +202,7 @@ def harden_postfix(engine: Engine) -> list[ApplyResult]:
 
 SECTIONS: tuple[Section, ...] = (
     Section("00", "topology", "The lab's topology"),
-    Section("01", "privileges", "Privileges"),
+    Section("01", "privileges", "Privileges", harden_privileges),
     Section("02", "smrsh", "smrsh and mailers", harden_smrsh),
     Section("03", "dos", "Denial of service", harden_dos),
     Section("04", "relay", "Relay control", harden_relay_control),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import os
 import re
 import signal
 import socket
@@ -18,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from labkit.errors import CommandError, LabkitError
+from labkit.errors import CommandError, LabExistsError, LabkitError
 from labkit.topology import Topology
 
 LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
@@ -32,6 +33,28 @@ def check_lab_name(name: str) -> str:
             f"invalid lab name {name!r}: use 1 to 12 lower-case letters, digits or '-', "
             "starting with a letter (e.g. 'lab', 'alice', 'w3')")
     return name
+
+
+def engine_option(kind: str) -> str:
+    """The ``--engine`` option a ``labkit`` command line needs to reach a lab of engine
+    ``kind``, with its leading space: always `` --engine KIND`` for an engine other than
+    ``local``; for ``local``, '' unless $LABKIT_ENGINE makes another engine the default."""
+    if kind != "local" or os.environ.get("LABKIT_ENGINE", "local") not in ("", "local"):
+        return f" --engine {kind}"
+    return ""
+
+
+def lab_option(lab: str) -> str:
+    """The ``--lab`` option a ``labkit`` command line needs for lab ``lab``, with its
+    leading space ('' for the default lab, ``lab``)."""
+    return "" if lab == "lab" else f" --lab {lab}"
+
+
+def labkit_command(verb: str, kind: str, lab: str) -> str:
+    """The ``labkit`` command line that runs ``verb`` on lab ``lab`` of engine ``kind``,
+    e.g. ``labkit down --engine vagrant --lab alice``: what error messages and hints
+    tell a learner to type."""
+    return f"labkit {verb}{engine_option(kind)}{lab_option(lab)}"
 
 
 @contextlib.contextmanager
@@ -92,10 +115,26 @@ class Engine(abc.ABC):
     """One lab on one engine. Create with a topology and a lab name."""
 
     kind: str = "abstract"
+    #: True if labs of this engine run side by side under different names.
+    labs_side_by_side: bool = True
 
     def __init__(self, topology: Topology, lab: str) -> None:
         self.topology = topology
         self.lab = check_lab_name(lab)
+
+    def command_hint(self, verb: str) -> str:
+        """The ``labkit`` command line that runs ``verb`` on this lab, e.g. ``labkit down
+        --engine vagrant --lab alice`` (see :func:`labkit_command`)."""
+        return labkit_command(verb, self.kind, self.lab)
+
+    def already_running_error(self) -> LabExistsError:
+        """The error :meth:`up` raises when this lab is already running: it names the lab
+        and its engine, and says how to stop it (and, where labs run side by side, that
+        another name starts another lab). The same words on every engine."""
+        return LabExistsError(
+            f"lab {self.lab!r} is already running on the {self.kind} engine: use it, or stop "
+            f"it first with '{self.command_hint('down')}'"
+            + (", or pick another name with --lab" if self.labs_side_by_side else ""))
 
     @abc.abstractmethod
     def up(self, progress: Progress | None = None) -> None:
@@ -142,6 +181,17 @@ class Engine(abc.ABC):
 
         Raises OSError as a socket would (refused, unreachable, timed out).
         """
+
+    def source_address(self, sock: socket.socket) -> tuple[str, int] | None:
+        """The (address, port) that a connection made by :meth:`connect` comes from, on
+        the host that opened it: what its target sees as the connection's peer.
+
+        None when the engine cannot tell, which is the default: an engine whose ``sock``
+        is not the host's own socket (a forward carried over SSH, say) must not guess
+        from the local end. An engine whose ``connect`` returns the host's own socket
+        answers with that socket's address.
+        """
+        return None
 
     # --- derived verbs, the same for every engine -------------------------------
 

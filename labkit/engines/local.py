@@ -29,7 +29,7 @@ from labkit import images as imagelib
 from labkit import preflight, sysutil
 from labkit.engines.base import Engine, HostStatus, Progress, RunResult, ServiceState, signals_interrupt
 from labkit.engines.netns import NetnsThread
-from labkit.errors import HostBootError, LabExistsError, LabNotRunningError
+from labkit.errors import HostBootError, LabNotRunningError
 from labkit.topology import Host, Topology
 
 BOOT_TIMEOUT = 90.0
@@ -142,9 +142,7 @@ class LocalEngine(Engine):
         progress = progress or _quiet
         preflight.require_local_engine()
         if self.is_running():
-            raise LabExistsError(
-                f"lab {self.lab!r} is already running: use it, or stop it first with "
-                f"'labkit down --lab {self.lab}', or pick another name with --lab")
+            raise self.already_running_error()
         if self.has_leftovers():
             progress(f"clearing what a stopped run of lab {self.lab!r} left behind")
             self._teardown()
@@ -224,6 +222,12 @@ class LocalEngine(Engine):
             worker = NetnsThread(f"/run/netns/{self.netns(host)}")
             self._netns_workers[host] = worker
         return worker.connect(address, port, timeout)
+
+    def source_address(self, sock: socket.socket) -> tuple[str, int] | None:
+        """The socket ``connect`` returns is the host's own, opened in its network
+        namespace: its ``getsockname()`` is the address and port the target sees."""
+        address, port = sock.getsockname()[:2]
+        return str(address), int(port)
 
     def _close_workers(self) -> None:
         for worker in self._netns_workers.values():

@@ -12,7 +12,8 @@ Per lab ``NAME``, on this machine:
   connection per host (``ControlMaster``/``ControlPersist``, its socket ``ssh/HOST``, its
   log ``ssh/HOST.log``). Every command, file copy and probe of a host goes through that
   one connection: ``run`` is ``ssh HOST 'sudo -n -- ARGV'`` and ``connect`` is
-  ``ssh -W ADDRESS:PORT HOST`` bound to one end of a socket pair.
+  ``ssh -W ADDRESS:PORT HOST`` bound to one end of a socket pair (the VM opens the TCP
+  connection, so its source port is not known here: ``source_address`` is None).
 
 ``down`` is ``vagrant destroy -f`` and then removes that directory. ``reset`` does not
 rebuild a VM: it restores the host's baseline mail configuration (the tarball the
@@ -43,7 +44,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit.engines.base import Engine, HostStatus, Progress, RunResult, ServiceState, signals_interrupt
+from labkit.engines.base import (
+    Engine,
+    HostStatus,
+    Progress,
+    RunResult,
+    ServiceState,
+    labkit_command,
+    signals_interrupt,
+)
 from labkit.errors import (
     HostBootError,
     LabExistsError,
@@ -175,6 +184,7 @@ class VagrantEngine(Engine):
     """A lab of virtual machines driven by Vagrant (see module doc)."""
 
     kind = "vagrant"
+    labs_side_by_side = False  # two labs' VMs would share the topology's addresses
 
     def __init__(self, topology: Topology, lab: str) -> None:
         super().__init__(topology, lab)
@@ -211,8 +221,10 @@ class VagrantEngine(Engine):
         """Vagrant's record of each machine it created for this lab (``machines/*/*/id``)."""
         return sorted(self.dotfile_dir.glob("machines/*/*/id"))
 
-    def _down_hint(self) -> str:
-        return f"labkit down --engine vagrant{'' if self.lab == 'lab' else f' --lab {self.lab}'}"
+    def has_vms(self) -> bool:
+        """True if Vagrant has created VMs for this lab (running or stopped), from its
+        state on disk, without running ``vagrant``."""
+        return bool(self._machine_ids())
 
     # --- Vagrant --------------------------------------------------------------------
 
@@ -282,15 +294,13 @@ class VagrantEngine(Engine):
         progress = progress or _quiet
         self.preflight()
         if self.is_running():
-            raise LabExistsError(
-                f"lab {self.lab!r} is already running under Vagrant: use it, or stop it first "
-                f"with '{self._down_hint()}'")
+            raise self.already_running_error()
         others = self._other_labs_with_vms()
         if others:
             raise LabExistsError(
                 f"lab {others[0]!r} has VMs under Vagrant: two labs' VMs would share the same "
-                f"addresses and networks. Remove it first with 'labkit down --engine vagrant "
-                f"--lab {others[0]}'")
+                f"addresses and networks. Remove it first with "
+                f"'{labkit_command('down', self.kind, others[0])}'")
         if self._machine_ids():
             progress(f"lab {self.lab!r} has stopped VMs: booting them again as they were")
         self._close_connections()
@@ -425,7 +435,7 @@ class VagrantEngine(Engine):
                 return
         raise LabNotRunningError(
             f"host {host} of lab {self.lab!r} is not running under Vagrant (start it with: "
-            f"labkit up --engine vagrant{'' if self.lab == 'lab' else f' --lab {self.lab}'})")
+            f"{self.command_hint('up')})")
 
     def ensure_master(self, host: str) -> None:
         """Open the one persistent SSH connection to ``host`` if it is not open.
@@ -559,6 +569,11 @@ class VagrantEngine(Engine):
             raise TimeoutError(errno.ETIMEDOUT, f"connection to {target} timed out after {timeout:g} s")
         reason = _failure_reason(stderr, self._log_tail(host, log_offset))
         raise _os_error(reason, target)
+
+    def source_address(self, sock: socket.socket) -> tuple[str, int] | None:
+        """None: the VM's sshd opened the connection, so its source port lives on the VM;
+        the socket here is only our end of the socket pair ``ssh -W`` carries."""
+        return None
 
     # --- reset ----------------------------------------------------------------------------
 

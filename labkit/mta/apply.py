@@ -21,6 +21,8 @@ class ApplyResult:
     was: ``stage`` says which step refused it (m4, cf, make, check, reload, restart,
     serving) and ``errors`` are the tool's own lines, with ``hints`` pointing into the
     learner's file. ``changes`` summarises what changed in the running configuration.
+    ``warnings`` are complaints the MTA logged while starting with an applied change (a
+    file it may not read, an unsafe key): the change is in place, but something is off.
     """
 
     host: str
@@ -30,6 +32,7 @@ class ApplyResult:
     hints: list[str] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
     diff: str = ""
+    warnings: list[str] = field(default_factory=list)
     kept_as: str = ""  # where a refused hand edit was kept, if it was
     seconds: float = 0.0
 
@@ -37,6 +40,7 @@ class ApplyResult:
         if self.ok:
             head = f"{self.host}: applied in {self.seconds:.1f} s"
             body = self.changes or ["(no change in the running configuration)"]
+            body += [f"WARNING: {w}" for w in self.warnings]
             return "\n  ".join([head, *body])
         lines = [f"{self.host}: change REFUSED at the {self.stage} step; the previous working "
                  "configuration is still in place"]
@@ -58,15 +62,18 @@ class ConfigRejected(LabkitError):
 def run_pipeline(engine: Engine, host: str, script: str, args: list[str]) -> tuple[ApplyResult, list[str]]:
     """Run a pipeline script on ``host``; its result and its output lines.
 
-    The scripts print "STAGE name" before each step and "ROLLBACK" when they put the host
-    back; the last stage reached is where a refused change was refused.
+    The scripts print "STAGE name" before each step, "ROLLBACK" when they put the host
+    back and "WARNING line" for a complaint the MTA logged; the last stage reached is
+    where a refused change was refused.
     """
     started = time.monotonic()
     res = engine.run(host, ["bash", "-s", *args], input=script, timeout=120)
     out = res.stdout.splitlines()
     stages = [ln.split()[1] for ln in out if ln.startswith("STAGE ")]
-    lines = [ln for ln in out if not ln.startswith(("STAGE ", "ROLLBACK")) and ln.strip()]
+    lines = [ln for ln in out if not ln.startswith(("STAGE ", "ROLLBACK", "WARNING "))
+             and ln.strip()]
     result = ApplyResult(host, res.returncode == 0, stages[-1] if stages else "start",
+                         warnings=[ln[8:] for ln in out if ln.startswith("WARNING ")],
                          seconds=time.monotonic() - started)
     if not result.ok and not lines and res.stderr.strip():
         lines = [res.stderr.strip()]

@@ -30,6 +30,20 @@ CF = "/etc/mail/sendmail.cf"
 WORK = "/var/lib/labkit/apply"
 LAST_GOOD = "/var/lib/labkit/last-good/mail-config.tar.gz"
 BASELINE = "/var/lib/labkit/baseline/mail-config.tar.gz"
+#: The MTA's queue; the MSP's (submission through sendmail(8)) is /var/spool/mqueue-client.
+QUEUE = "/var/spool/mqueue"
+
+_HAND_OVER = r"""
+set -eu
+user=$1; group=$2; queue=$3
+chown "$user" "$queue" && chmod u=rwx,go=,g-s "$queue"
+find "$queue" -mindepth 1 -maxdepth 1 -exec chown "$user" {} +
+for f in /etc/sasldb2 $(sed -n 's/^O \(Server\|Client\)KeyFile=//p' /etc/mail/sendmail.cf); do
+    [ -f "$f" ] && chown "$user" "$f"
+done
+mkdir -p /run/sendmail/mta && chown "$user:$group" /run/sendmail/mta
+echo "d /run/sendmail/mta 02755 $user $group -" > /etc/tmpfiles.d/labkit-sendmail-runasuser.conf
+"""
 
 
 
@@ -160,15 +174,40 @@ class Sendmail:
         self.engine.run(self.host, ["saslpasswd2", "-p", "-c", "-u", realm, user],
                         input=password + "\n").check()
 
+    def run_as_user(self) -> str | None:
+        """The RunAsUser of the installed sendmail.cf ("smmta:smmsp"), or None when the
+        daemon serves sessions as root."""
+        res = self.engine.run(self.host, ["sed", "-n", "s/^O RunAsUser=//p", CF])
+        return res.stdout.strip() or None
+
+    def set_run_as_user(self, user: str, group: str, check: bool = True) -> ApplyResult:
+        """Serve SMTP sessions as ``user:group`` instead of root (confRUN_AS_USER).
+
+        The listener still starts as root to bind port 25; every child that talks to a
+        client gives root up. What the children must then read or write is handed to
+        ``user`` first: the MTA queue (mode 0700, its owner only), the SASL database and
+        the TLS private keys named in sendmail.cf (their modes kept), and
+        /run/sendmail/mta for the control socket (also at boot, via tmpfiles.d). Without
+        that, Sendmail still starts but AUTH and STARTTLS stop working; the result's
+        ``warnings`` show such complaints. The hand-over stays if the change is refused:
+        the root-run daemon reads those files all the same.
+        """
+        self.engine.run(self.host, ["sh", "-s", user, group, QUEUE], input=_HAND_OVER).check()
+        return self.change(lambda mc: mc.set_define("confRUN_AS_USER", f"{user}:{group}"), check)
+
     def install_tls(self, cert_pem: str, key_pem: str, ca_pem: str,
                     directory: str = "/etc/mail/tls") -> dict[str, str]:
-        """Put a certificate, its key (0600) and the CA in ``directory``; return their paths
-        (for confSERVER_CERT, confSERVER_KEY, confCACERT in sendmail.mc)."""
+        """Put a certificate, its key (0600, owned by the RunAsUser if there is one) and the
+        CA in ``directory``; return their paths (for confSERVER_CERT, confSERVER_KEY,
+        confCACERT in sendmail.mc)."""
         paths = {"cert": f"{directory}/relay.crt", "key": f"{directory}/relay.key",
                  "ca": f"{directory}/lab-ca.crt"}
         self.engine.write_file(self.host, paths["cert"], cert_pem, "0644")
         self.engine.write_file(self.host, paths["key"], key_pem, "0600")
         self.engine.write_file(self.host, paths["ca"], ca_pem, "0644")
+        run_as = self.run_as_user()
+        if run_as:
+            self.engine.run(self.host, ["chown", run_as.split(":")[0], paths["key"]]).check()
         return paths
 
     def _run(self, cand: str, text: str, check: bool, staged: list[str] | None = None) -> ApplyResult:

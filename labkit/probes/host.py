@@ -7,16 +7,16 @@ would see typing the same command in ``labkit shell``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import stat as statmod
+import time
 from dataclasses import dataclass
 
 from labkit.engines.base import Engine
-from labkit.errors import LabkitError
+from labkit.errors import AmbiguousSessionError, HostProbeError, SessionNotFoundError
 
-
-class HostProbeError(LabkitError):
-    """A host inspection could not be made (file missing, command failed)."""
+SESSION_SETTLE = 2.0  # seconds to let just-closed sessions leave ESTABLISHED
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,89 @@ class SessionUsers:
                 f"by {', '.join(self.session) or '?'} ({'; '.join(self.commands)})")
 
 
+@dataclass(frozen=True)
+class TcpSession:
+    """One established TCP connection as ``ss -tnp`` shows it on a host."""
+    local: tuple[str, int]  # (address, port) on the host
+    peer: tuple[str, int]   # (address, port) of the other end
+    pids: tuple[int, ...]   # processes holding the socket (host PIDs), if ss could tell
+
+    def __str__(self) -> str:
+        pids = ",".join(map(str, self.pids)) or "?"
+        return f"{self.local[0]}:{self.local[1]} <- {self.peer[0]}:{self.peer[1]} (pid {pids})"
+
+
+def _address(text: str) -> str:
+    """An address as ss prints it, normalised: brackets and %interface dropped, an
+    IPv4-mapped IPv6 address given as IPv4."""
+    text = text.strip("[]").split("%")[0]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def _endpoint(text: str) -> tuple[str, int] | None:
+    addr, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return _address(addr), int(port)
+
+
+def parse_ss_sessions(text: str) -> list[TcpSession]:
+    """The TCP connections of ``ss -Htnp`` output, one per line, in its order.
+
+    Reads lines with a State column (``ss -Htnp``) and without (``ss -Htnp state
+    established``, which drops it); lines that are not a connection are skipped.
+    """
+    found = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 4:
+            continue
+        first = 2 if words[0].isdigit() else 3  # Recv-Q first: no State column
+        if len(words) < first + 2:
+            continue
+        local, peer = _endpoint(words[first]), _endpoint(words[first + 1])
+        if local is None or peer is None:
+            continue
+        pids = tuple(sorted({int(p) for p in re.findall(r"pid=(\d+)", line)}))
+        found.append(TcpSession(local, peer, pids))
+    return found
+
+
+def find_session(ss_output: str, host: str, port: int, peer_address: str,
+                 peer_port: int | None = None) -> TcpSession:
+    """The one connection to ``port`` on ``host`` that comes from ``peer_address`` (and
+    from ``peer_port``, when it is known), among the established connections that
+    ``ss -Htnp`` printed on ``host``.
+
+    Raises :class:`~labkit.errors.SessionNotFoundError` if none matches, and
+    :class:`~labkit.errors.AmbiguousSessionError` if several do (only possible when
+    ``peer_port`` is unknown: several sessions from the same address are open at once).
+    Neither error ever picks a session by guess.
+    """
+    peer = _address(peer_address)
+    matches = [s for s in parse_ss_sessions(ss_output)
+               if s.local[1] == port and s.peer[0] == peer
+               and (peer_port is None or s.peer[1] == peer_port)]
+    source = f"{peer}:{peer_port}" if peer_port is not None else peer
+    if not matches:
+        raise SessionNotFoundError(
+            f"on {host}: no established connection to port {port} from {source} (ss shows "
+            "none): the session was closed, or it does not reach this host at that address")
+    if len(matches) > 1:
+        listed = "; ".join(str(s) for s in matches)
+        raise AmbiguousSessionError(
+            f"on {host}: {len(matches)} established connections to port {port} come from "
+            f"{source} ({listed}), and this engine cannot tell which one is the probe's: "
+            f"close the other sessions from {source} to {host}:{port} and try again")
+    return matches[0]
+
+
 def _socket_pids(engine: Engine, host: str, ss_filter: list[str]) -> list[int]:
     out = engine.run(host, ["ss", "-Htnp", *ss_filter]).stdout
     return sorted({int(p) for p in re.findall(r"pid=(\d+)", out)})
@@ -130,14 +213,39 @@ def _users_of(engine: Engine, host: str, pids: list[int]) -> list[ProcessInfo]:
 def session_process_users(engine: Engine, vantage: str, host: str,
                           port: int = 25) -> SessionUsers:
     """Which user serves an SMTP session on ``host``: one is held open from ``vantage``,
-    and the process holding its socket on ``host`` is looked up (``ss``, then ``ps``)."""
+    and the process holding its socket on ``host`` is looked up (``ss``, then ``ps``).
+
+    The session is found on ``host`` by its peer: the source address and port of the
+    connection when the engine knows them (:meth:`Engine.source_address`, the local
+    engine), else the vantage host's address on a network it shares with ``host`` (from
+    the topology) alone. Raises :class:`~labkit.errors.SessionNotFoundError` if no such
+    session is open on ``host``, and :class:`~labkit.errors.AmbiguousSessionError` if,
+    the source port being unknown, more than one session from that address to ``port``
+    is open at once.
+    """
     from labkit.probes import smtp_session
     listen = _users_of(engine, host, _socket_pids(engine, host, ["-l", f"sport = :{port}"]))
     with smtp_session(engine, vantage, host, port) as session:
         session.ehlo()
-        addr, src_port = session.sock.getsockname()[:2]
-        held = _users_of(engine, host, _socket_pids(
-            engine, host, ["state", "established", "dst", f"{addr}:{src_port}"]))
+        source = engine.source_address(session.sock)
+        if source is not None:
+            peer, peer_port = source
+        else:
+            peer, peer_port = str(engine.topology.address_for(vantage, host)), None
+        argv = ["ss", "-Htnp", "state", "established", "sport", "=", f":{port}"]
+        deadline = time.monotonic() + SESSION_SETTLE
+        while True:
+            out = engine.run(host, argv).check().stdout
+            try:
+                found = find_session(out, host, port, peer, peer_port)
+                break
+            except (SessionNotFoundError, AmbiguousSessionError):
+                # A session from the same peer closed just before may be ESTABLISHED
+                # for a moment more: look again before refusing.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        held = _users_of(engine, host, list(found.pids))
     return SessionUsers(tuple(sorted({p.user for p in listen})),
                         tuple(sorted({p.user for p in held})),
                         tuple(p.command for p in held))

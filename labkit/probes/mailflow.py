@@ -47,11 +47,20 @@ class MessageFate:
 
 
 def _bounce_excerpt(text: str) -> str:
-    """The human-readable part of a bounce: the lines that say what went wrong."""
-    keep = [ln.strip() for ln in text.splitlines()
-            if re.search(r"\b[45]\d\d\b|[45]\.\d{1,3}\.\d{1,3}|unknown|denied|refused|"
-                         r"fatal|undeliverable", ln, re.I)
-            and not ln.startswith(("Received:", "Message-I", "X-", "Date:"))]
+    """The human-readable part of a bounce: the lines that say what went wrong, and the
+    transcript the MTA quotes (where, say, smrsh gives its reason)."""
+    keep, in_transcript = [], False
+    for ln in text.splitlines():
+        if "Transcript of session follows" in ln:
+            in_transcript = True
+            continue
+        if in_transcript and (not ln.strip() or ln.startswith("--")):
+            in_transcript = False
+        if in_transcript or (
+                re.search(r"\b[45]\d\d\b|[45]\.\d{1,3}\.\d{1,3}|unknown|denied|refused|"
+                          r"fatal|undeliverable|reason:", ln, re.I)
+                and not ln.startswith(("Received:", "Message-I", "X-", "Date:"))):
+            keep.append(ln.strip())
     return "\n".join(dict.fromkeys(keep))[:1500]
 
 

@@ -98,6 +98,25 @@ def _client_context(ca_pem: str | None, client: tuple[str, str] | None,
     return ctx
 
 
+def start_tls(session: SmtpSession, hostname: str, ca_pem: str | None = None,
+              client: tuple[str, str] | None = None, helo: str = "probe.example.net") -> SmtpSession:
+    """EHLO, STARTTLS and EHLO again on ``session``, which then speaks over TLS.
+
+    ``ca_pem`` given: the server's certificate must verify against it and name
+    ``hostname``. ``client``: a (certificate, key) pair to present. Raises SmtpTlsError
+    when STARTTLS is not offered or refused, or the handshake fails.
+    """
+    session.ehlo(helo)
+    if "STARTTLS" not in session.capabilities:
+        raise SmtpTlsError("STARTTLS is not offered", session.transcript)
+    reply = session.starttls(_client_context(ca_pem, client, verify=ca_pem is not None),
+                             server_hostname=hostname)
+    if reply.code != 220:
+        raise SmtpTlsError(f"STARTTLS refused: {reply}", session.transcript)
+    session.ehlo(helo)
+    return session
+
+
 def inspect_starttls(open_session: Callable[[], SmtpSession], hostname: str,
                      ca_pem: str | None, client: tuple[str, str] | None = None,
                      helo: str = "probe.example.net") -> TlsReport:

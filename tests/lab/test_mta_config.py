@@ -81,6 +81,26 @@ def test_sendmail_good_hand_edit_is_applied(lab, relay):
     assert vrfy(lab, "internet", "relay").code == 252
 
 
+def test_sendmail_run_as_user_without_the_hand_over_is_applied_with_warnings(lab, relay):
+    # smmta may not create the control socket in root's /run/sendmail/mta: Sendmail
+    # still serves, and says so in its log, which the result carries.
+    result = relay.change(lambda mc: mc.set_define("confRUN_AS_USER", "smmta:smmsp"))
+    assert result.ok and "+O RunAsUser=smmta:smmsp" in result.changes
+    assert any("control socket" in w and "Permission denied" in w for w in result.warnings)
+    assert "WARNING: " in str(result)
+
+
+def test_sendmail_run_as_user_hands_over_what_the_sessions_need(lab, relay):
+    result = relay.set_run_as_user("smmta", "smmsp")
+    assert result.ok and result.warnings == []
+    assert relay.run_as_user() == "smmta:smmsp"
+    assert lab.session_users("relay", vantage="internet").session == ("smmta",)
+    queue = lab.file_info("relay", "/var/spool/mqueue")
+    assert (queue.owner, queue.octal) == ("smmta", "0700")
+    assert lab.auth("internet", "relay").logins["CRAM-MD5"].code == 235  # sasldb readable
+    assert lab.send("internet", "jo@example.com").status == "delivered"
+
+
 def test_postfix_change_applies(lab, server):
     result = server.set(disable_vrfy_command="yes", smtpd_banner="$myhostname ESMTP")
     assert "+disable_vrfy_command = yes" in result.changes

@@ -588,6 +588,36 @@ def test_up_refuses_a_running_lab_and_a_second_lab_with_vms(engine, fakes):
     assert [c["argv"][0] for c in fakes.calls("vagrant")].count("up") == 1
 
 
+def test_both_engines_refuse_a_running_lab_with_the_same_words(engine, fakes, monkeypatch):
+    from labkit.engines import local as localmod
+    monkeypatch.delenv("LABKIT_ENGINE", raising=False)
+    engine.up(None)
+    with pytest.raises(LabExistsError) as vagrant_err:
+        engine.up(None)
+    assert str(vagrant_err.value) == (
+        "lab 'unit' is already running on the vagrant engine: use it, or stop it first with "
+        "'labkit down --engine vagrant --lab unit'")
+    local = localmod.LocalEngine(engine.topology, "unit")
+    monkeypatch.setattr(localmod.preflight, "require_local_engine", lambda: None)
+    monkeypatch.setattr(localmod.LocalEngine, "is_running", lambda self: True)
+    with pytest.raises(LabExistsError) as local_err:
+        local.up(None)
+    assert str(local_err.value) == (
+        "lab 'unit' is already running on the local engine: use it, or stop it first with "
+        "'labkit down --lab unit', or pick another name with --lab")
+    assert str(localmod.LocalEngine(engine.topology, "lab").already_running_error()) == (
+        "lab 'lab' is already running on the local engine: use it, or stop it first with "
+        "'labkit down', or pick another name with --lab")
+
+
+def test_the_vagrant_engine_does_not_know_a_connection_source_port(running, fakes, echo_server):
+    sock = running.connect("relay", "127.0.0.1", echo_server, timeout=5)
+    try:
+        assert running.source_address(sock) is None  # the VM opened it, not this socket
+    finally:
+        sock.close()
+
+
 def test_status_reads_vagrant_states_and_services(engine, fakes, monkeypatch):
     engine.up(None)
     monkeypatch.setenv("FAKE_STATES", "server=poweroff,client=not_created")

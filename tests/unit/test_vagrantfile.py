@@ -35,6 +35,11 @@ TOPOLOGY = REPO / "labkit" / "topology.yaml"
 
 PLAN_PREFIX = "LABKIT-PLAN "
 BOX = "debian/bookworm64"
+PROVISION_DIR = VAGRANT_DIR / "provision"
+VM_ISOLATE = PROVISION_DIR / "vm-isolate.sh"
+# The provisioners of every machine, in the order Vagrant runs them: lift the isolation,
+# provision, isolate again.
+PROVISIONERS = ["labkit-lift", "labkit", "labkit-isolate"]
 # One vagrant call takes about 2 s here; this only stops a hung call.
 CALL_TIMEOUT_S = 90
 
@@ -157,7 +162,11 @@ def expected_plan(topology: dict) -> list[dict]:
                 (nic["address"], str(subnets[nic["network"]].netmask), f"labkit-{nic['network']}")
                 for nic in host["interfaces"]
             ],
-            "provision": [f"bash /labkit/vagrant/provision/provision.sh {name}"],
+            "provision": [
+                "bash /labkit/vagrant/provision/vm-isolate.sh --lift",
+                f"bash /labkit/vagrant/provision/provision.sh {name}",
+                "bash /labkit/vagrant/provision/vm-isolate.sh",
+            ],
         }
         for name, host in topology["hosts"].items()
     ]
@@ -222,6 +231,34 @@ def test_vagrantfile_reads_every_host_from_topology(tmp_path, validate_args):
         assert folders["/labkit"]["hostpath"] == "..", machine
         assert folders["/labkit"]["disabled"] is False, machine
         assert folders["/labkit"]["type"] == "rsync", machine
+
+
+def test_every_machine_lifts_provisions_then_isolates(tmp_path, validate_args):
+    """The isolation is lifted first and put back last, on every machine, so that
+    `vagrant provision` on an isolated VM can still install packages."""
+    run = run_vagrant(tmp_path, *validate_args, env={"LABKIT_VAGRANT_PRINT_PLAN": "1"})
+    assert run.returncode == 0, run.report()
+    plan = run.plan()
+    assert plan, run.report()
+    for machine in plan:
+        assert machine["provisioners"] == PROVISIONERS, machine
+        lift, provision, isolate = machine["provision"]
+        assert lift.split()[1:] == [f"/labkit/{VM_ISOLATE.relative_to(REPO)}", "--lift"], machine
+        assert provision.split()[1:] == ["/labkit/vagrant/provision/provision.sh", machine["name"]]
+        assert isolate.split()[1:] == [f"/labkit/{VM_ISOLATE.relative_to(REPO)}"], machine
+
+
+def test_vm_isolate_is_valid_shell_and_only_the_vagrantfile_runs_it():
+    """vm-isolate.sh passes `bash -n` (and shellcheck, where it is installed), and no
+    provisioning script calls it: the local engine's images never run it."""
+    subprocess.run(["bash", "-n", str(VM_ISOLATE)], check=True)
+    if shutil.which("shellcheck"):
+        res = subprocess.run(["shellcheck", str(VM_ISOLATE)], capture_output=True, text=True)
+        assert res.returncode == 0, res.stdout + res.stderr
+    callers = [p for p in PROVISION_DIR.rglob("*")
+               if p.is_file() and p != VM_ISOLATE and "vm-isolate" in p.read_text(errors="replace")]
+    assert callers == []
+    assert "vm-isolate.sh" in (VAGRANT_DIR / "Vagrantfile").read_text()
 
 
 def test_vagrantfile_follows_an_edited_topology(tmp_path, validate_args):

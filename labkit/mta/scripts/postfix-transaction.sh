@@ -45,5 +45,7 @@ if ! echo "$reply" | grep -q '^220' || echo "$reply" | grep -qE '^4[0-9][0-9] 4\
     [ -n "$bad" ] && echo "$bad"
     restore
 fi
+journalctl --after-cursor="$mark" --no-pager -o cat -t postfix/smtpd -t postfix/master -t postfix/postfix-script \
+    | grep -E 'warning:' | sort -u | head -n 8 | sed 's/^/WARNING /'
 diff "$work/postconf.old" "$work/postconf.new" | sed -n 's/^< /-/p; s/^> /+/p'
 exit 0

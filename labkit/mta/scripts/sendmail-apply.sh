@@ -6,7 +6,8 @@
 # Builds the new sendmail.cf aside with m4 (any m4 diagnostic refuses it), loads it with
 # `sendmail -C new.cf -bt` (any "line N:" complaint refuses it), then installs it, runs
 # make -C /etc/mail, restarts Sendmail and waits for its greeting; if any of those fail,
-# /etc/mail is put back as it was and Sendmail restarted.
+# /etc/mail is put back as it was and Sendmail restarted. Complaints Sendmail logs while
+# starting (unsafe or unreadable files) are printed as "WARNING <line>".
 # Prints "STAGE <name>" as it goes; exits 0 applied, 10 refused, 11 rolled back.
 set -u
 cand=$1; work=$2; last_good=$3; baseline=$4
@@ -41,6 +42,7 @@ if ! make -s -C /etc/mail > "$work/make.out" 2>&1 || grep -qE '^(m4|makemap|newa
     restore
 fi
 say restart
+mark=$(journalctl -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p')
 if ! systemctl restart sendmail > "$work/restart.out" 2>&1; then
     cat "$work/restart.out"; journalctl -u sendmail -n 8 --no-pager -o cat; restore
 fi
@@ -48,6 +50,9 @@ say serving
 for i in $(seq 1 50); do
     if printf 'QUIT\r\n' | nc -w 2 127.0.0.1 25 2>/dev/null | grep -q '^220'; then
         tar -C / -czf "$last_good" etc/mail etc/aliases
+        # Serving, but complaining: a file it cannot read (RunAsUser), an unsafe key...
+        journalctl --after-cursor="$mark" --no-pager -o cat -t sm-mta \
+            | grep -iE 'unsafe|permission denied|cannot open|could not open|error' | sort -u | head -n 8 | sed 's/^/WARNING /'
         diff -u "$work/sendmail.cf.old" /etc/mail/sendmail.cf | grep -E '^[-+][^-+]' | grep -v '^[-+]#' | head -n 200
         exit 0
     fi
