@@ -20,16 +20,18 @@ fi
 # Debian packages: the local engine (systemd-nspawn, mmdebstrap, iproute2), the tools the
 # tests use from outside the lab (m4 for sendmail.mc edits, swaks), and Vagrant (the
 # Vagrantfile is validated by the tests; VMs are for learners' laptops).
-APT_PACKAGES="systemd-container mmdebstrap iproute2 util-linux mount psmisc kmod m4 swaks
- dnsutils python3 python3-venv python3-pip git ca-certificates vagrant vagrant-libvirt"
-missing=""
-for p in $APT_PACKAGES; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
+# The tests run shellcheck on the project's shell scripts.
+APT_PACKAGES=(systemd-container mmdebstrap iproute2 util-linux mount psmisc kmod m4 swaks
+    dnsutils python3 python3-venv python3-pip git ca-certificates vagrant vagrant-libvirt
+    shellcheck)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
 done
-if [ -n "$missing" ]; then
-    echo "setup.sh: installing Debian packages:$missing"
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup.sh: installing Debian packages: ${missing[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 # Python packages: labkit itself (editable) and what the course and tests use.

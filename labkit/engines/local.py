@@ -119,8 +119,8 @@ class LocalEngine(Engine):
         if leader:
             return leader
         raise LabNotRunningError(
-            f"host {host} of lab {self.lab!r} is not running (start it with: labkit up"
-            + ("" if self.lab == "lab" else f" --lab {self.lab}") + ")")
+            f"host {host} of lab {self.lab!r} is not running (start it with: "
+            f"{self.command_hint('up')})")
 
     def _enter(self, leader: int, argv: list[str]) -> list[str]:
         return ["nsenter", "-t", str(leader), "-a", "--", "env", "-i", f"PATH={HOST_PATH}",

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Functions shared by the role scripts. Sourced by provision.sh; never run alone.
 
 log() { echo "[provision $HOST] $*"; }
@@ -21,7 +22,7 @@ install_packages() {
 # DNS), resolver, mail name.
 set_identity() {
     echo "$HOST_SHORT" > /etc/hostname
-    booted && hostname "$HOST_SHORT" || true
+    if booted; then hostname "$HOST_SHORT"; fi
     {
         echo "127.0.0.1	localhost"
         echo "::1	localhost ip6-localhost ip6-loopback"

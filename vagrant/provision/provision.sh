@@ -22,16 +22,19 @@ fi
 . "$PROVISION_DIR/generated/lab.env"
 # shellcheck source=/dev/null
 . "$PROVISION_DIR/generated/host-$HOST.env"
-# shellcheck source=lib.sh
+# shellcheck source=vagrant/provision/lib.sh
 . "$PROVISION_DIR/lib.sh"
+# Word lists from the host's environment file.
+read -r -a packages <<< "$HOST_PACKAGES"
+read -r -a services <<< "$HOST_SERVICES"
 
 log "provisioning $HOST_FQDN"
-install_packages $HOST_PACKAGES
+install_packages "${packages[@]}"
 set_identity
 # shellcheck source=/dev/null
 . "$PROVISION_DIR/roles/$HOST.sh"
-enable_services $HOST_SERVICES
+enable_services "${services[@]}"
 if booted; then
-    restart_services $HOST_SERVICES
+    restart_services "${services[@]}"
 fi
 log "done: $HOST_FQDN"

@@ -14,7 +14,7 @@ cand=$1; work=$2; last_good=$3; baseline=$4
 mkdir -p "$work" "$(dirname "$last_good")"
 say() { echo "STAGE $1"; }
 say m4
-cd /etc/mail
+cd /etc/mail || exit 11
 m4 "$cand" > "$work/sendmail.cf.new" 2> "$work/m4.err"; rc=$?
 if [ $rc -ne 0 ] || [ -s "$work/m4.err" ]; then cat "$work/m4.err"; exit 10; fi
 say cf
@@ -47,7 +47,7 @@ if ! systemctl restart sendmail > "$work/restart.out" 2>&1; then
     cat "$work/restart.out"; journalctl -u sendmail -n 8 --no-pager -o cat; restore
 fi
 say serving
-for i in $(seq 1 50); do
+for _ in $(seq 1 50); do
     if printf 'QUIT\r\n' | nc -w 2 127.0.0.1 25 2>/dev/null | grep -q '^220'; then
         tar -C / -czf "$last_good" etc/mail etc/aliases
         # Serving, but complaining: a file it cannot read (RunAsUser), an unsafe key...

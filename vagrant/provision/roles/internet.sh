@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # internet: the outside world. The lab's DNS (Unbound, authoritative for the lab zones,
 # forward and reverse), the lab DNSBL (rbldnsd, reached through Unbound), and the MX of
 # the outside domain: an SMTP sink that records every message it receives.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # relay: the DMZ relay (Sendmail), MX of the organisation's domain. Dual homed: the
 # outside leg faces internet, the inside leg the LAN. It also forwards the inside
 # hosts' DNS queries to the lab DNS (the inside has no route to internet).

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # server: the organisation's internal mail server (Postfix), final delivery for the
 # organisation's users. BASELINE configuration: careless on purpose (product name in
 # the banner, VRFY answered, a too-broad mynetworks, no TLS, no restrictions beyond
