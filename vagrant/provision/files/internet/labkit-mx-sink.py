@@ -33,7 +33,7 @@ class RecordingHandler:
         content = envelope.content if isinstance(envelope.content, bytes) else \
             (envelope.content or "").encode()
         record = {
-            "received_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "received_at": datetime.datetime.now(datetime.UTC).isoformat(),
             "peer": session.peer[0] if session.peer else None,
             "helo": session.host_name,
             "mail_from": envelope.mail_from,
