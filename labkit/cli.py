@@ -172,15 +172,14 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 def _lab_state(engine: Engine) -> str:
     """One phrase for ``labkit list``: running, stopped or stale, and what to do."""
-    from labkit.engines.vagrant import VagrantEngine
     try:
         if engine.is_running():
             return "running"
-        stopped = isinstance(engine, VagrantEngine) and engine.has_vms()
+        stopped = engine.has_stopped_hosts()
     except LabkitError as exc:
         return f"unknown ({str(exc).splitlines()[0]})"
     if stopped:
-        return f"stopped (VMs kept: {engine.command_hint('up')} boots them again)"
+        return f"stopped (hosts kept: {engine.command_hint('up')} boots them again)"
     return (f"stale (cleared by {engine.command_hint('up')} "
             f"or {engine.command_hint('down')})")
 

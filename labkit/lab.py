@@ -155,6 +155,14 @@ class Lab:
             lambda: [(m.mail_from, m.data) for m in self.sink_messages()],
             mail_from, rcpt_to, subject, body, helo=topo.host(vantage).fqdn, wait=wait)
 
+    def _certificate_of(self, ca: pki.LabCA, host: str | None) -> tuple[str, str] | None:
+        """The (certificate, key) the lab CA issues to ``host``, for a probe to present;
+        None for no host."""
+        if not host:
+            return None
+        issued = pki.issue_for_host(ca, self.topology.host(host))
+        return issued.cert_pem, issued.key_pem
+
     def tls(self, vantage: str, target: str = "relay", port: int = 25,
             client: str | None = None) -> probes.TlsReport:
         """STARTTLS on ``target`` from ``vantage``, verified against the lab CA.
@@ -162,11 +170,8 @@ class Lab:
         ``client``: a host whose lab certificate the probe presents (e.g. "client").
         """
         ca = pki.LabCA()
-        pair = None
-        if client:
-            issued = pki.issue_for_host(ca, self.topology.host(client))
-            pair = (issued.cert_pem, issued.key_pem)
-        return probes.tls_report(self.engine, vantage, target, port, ca.cert_pem, pair)
+        return probes.tls_report(self.engine, vantage, target, port, ca.cert_pem,
+                                 self._certificate_of(ca, client))
 
     def smtp_tls(self, vantage: str, target: str = "relay", port: int = 25,
                  client: str | None = None, timeout: float = 10.0) -> probes.SmtpSession:
@@ -178,10 +183,7 @@ class Lab:
         ...     s.mail("a@example.net"); print(s.rcpt("b@example.net"))
         """
         ca = pki.LabCA()
-        pair = None
-        if client:
-            issued = pki.issue_for_host(ca, self.topology.host(client))
-            pair = (issued.cert_pem, issued.key_pem)
+        pair = self._certificate_of(ca, client)
         session = self.smtp(vantage, target, port, timeout)
         try:
             name = self.topology.host(target).fqdn if target in self.topology.hosts else target

@@ -182,6 +182,12 @@ class Engine(abc.ABC):
         Raises OSError as a socket would (refused, unreachable, timed out).
         """
 
+    def has_stopped_hosts(self) -> bool:
+        """True if this lab, while not running, keeps its hosts stopped to boot again as
+        they were (Vagrant's halted VMs). False by default: the local engine keeps
+        nothing of a lab that is not running but leftovers for ``up`` to clear."""
+        return False
+
     def source_address(self, sock: socket.socket) -> tuple[str, int] | None:
         """The (address, port) that a connection made by :meth:`connect` comes from, on
         the host that opened it: what its target sees as the connection's peer.

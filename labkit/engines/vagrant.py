@@ -221,9 +221,9 @@ class VagrantEngine(Engine):
         """Vagrant's record of each machine it created for this lab (``machines/*/*/id``)."""
         return sorted(self.dotfile_dir.glob("machines/*/*/id"))
 
-    def has_vms(self) -> bool:
-        """True if Vagrant has created VMs for this lab (running or stopped), from its
-        state on disk, without running ``vagrant``."""
+    def has_stopped_hosts(self) -> bool:
+        """True if Vagrant has created VMs for this lab (asked when it is not running:
+        halted VMs), from its state on disk, without running ``vagrant``."""
         return bool(self._machine_ids())
 
     # --- Vagrant --------------------------------------------------------------------
@@ -569,11 +569,6 @@ class VagrantEngine(Engine):
             raise TimeoutError(errno.ETIMEDOUT, f"connection to {target} timed out after {timeout:g} s")
         reason = _failure_reason(stderr, self._log_tail(host, log_offset))
         raise _os_error(reason, target)
-
-    def source_address(self, sock: socket.socket) -> tuple[str, int] | None:
-        """None: the VM's sshd opened the connection, so its source port lives on the VM;
-        the socket here is only our end of the socket pair ``ssh -W`` carries."""
-        return None
 
     # --- reset ----------------------------------------------------------------------------
 

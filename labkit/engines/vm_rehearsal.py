@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit import images as imagelib
-from labkit.engines.base import Progress
+from labkit.engines.base import Progress, signals_interrupt
 from labkit.engines.local import LocalEngine
-from labkit.errors import HostBootError, ImageBuildError, LabkitError
+from labkit.errors import ImageBuildError, LabkitError
 from labkit.topology import Topology
 
 #: What a Debian 12 Vagrant box has beyond the ``important`` priority.
@@ -104,23 +104,12 @@ def build_box(topo: Topology, progress: Progress) -> tuple[Path, float]:
     return dest, time.monotonic() - started
 
 
-def _wait_booted(engine: LocalEngine, host: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    word = ""
-    while time.monotonic() < deadline:
-        word = engine.run(host, ["systemctl", "is-system-running"], timeout=10).stdout.strip()
-        if word in ("running", "degraded"):
-            return
-        time.sleep(0.1)
-    raise HostBootError(f"{host}: the plain box did not boot in {timeout:.0f} s "
-                        f"(systemd says {word or 'nothing'})")
-
-
 def rehearse(topo: Topology, lab: str, progress: Progress) -> Rehearsal:
     """Boot every host of ``topo`` as a plain box and provision it as Vagrant does.
 
     Leaves the lab ``lab`` running on the local engine when it returns; on any failure
-    (ProvisioningError, HostBootError, ImageBuildError, Ctrl-C) removes what it made.
+    (ProvisioningError, HostBootError, ImageBuildError, Ctrl-C, SIGTERM) removes what it
+    made.
     """
     box, built = build_box(topo, progress)
     result = Rehearsal(lab, box, built)
@@ -128,27 +117,29 @@ def rehearse(topo: Topology, lab: str, progress: Progress) -> Rehearsal:
     if engine.has_leftovers():
         engine.down()
     try:
-        engine._write_state({"lab": lab, "engine": engine.kind, "hosts": {}})
-        engine._create_networks()
-        for host in topo.hosts:
-            copy = engine._host_dir(host) / "upper" / GUEST_REPO.lstrip("/")
-            for sub in ("vagrant", "labkit"):
-                shutil.copytree(_REPO / sub, copy / sub, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("__pycache__", ".vagrant"))
-            started = time.monotonic()
-            engine._start_host(topo.host(host), imagelib.Image(host, box.name, box))
-            _wait_booted(engine, host)
-            result.boot[host] = time.monotonic() - started
-        for host in topo.hosts:  # the Vagrantfile's order: internet (the lab DNS) first
-            progress(f"  provisioning {host} as Vagrant does (provision.sh {host})")
-            started = time.monotonic()
-            res = engine.run(host, ["bash", f"{GUEST_REPO}/vagrant/provision/provision.sh", host],
-                             timeout=900)
-            if res.returncode != 0:
-                out = "\n".join((res.stdout + res.stderr).splitlines()[-25:])
-                raise ProvisioningError(f"provision.sh {host} exited {res.returncode} in the "
-                                        f"booted box; its output ends:\n{out}")
-            result.provision[host] = time.monotonic() - started
+        with signals_interrupt():
+            engine._write_state({"lab": lab, "engine": engine.kind, "hosts": {}})
+            engine._create_networks()
+            for host in topo.hosts:
+                copy = engine._host_dir(host) / "upper" / GUEST_REPO.lstrip("/")
+                for sub in ("vagrant", "labkit"):
+                    shutil.copytree(_REPO / sub, copy / sub, dirs_exist_ok=True,
+                                    ignore=shutil.ignore_patterns("__pycache__", ".vagrant"))
+                started = time.monotonic()
+                engine._start_host(topo.host(host), imagelib.Image(host, box.name, box))
+                # The box has none of the role's services yet: wait for systemd only.
+                engine._wait_booted([host], progress, check_services=False)
+                result.boot[host] = time.monotonic() - started
+            for host in topo.hosts:  # the Vagrantfile's order: internet (the lab DNS) first
+                progress(f"  provisioning {host} as Vagrant does (provision.sh {host})")
+                started = time.monotonic()
+                res = engine.run(host, ["bash", f"{GUEST_REPO}/vagrant/provision/provision.sh",
+                                        host], timeout=900)
+                if res.returncode != 0:
+                    out = "\n".join((res.stdout + res.stderr).splitlines()[-25:])
+                    raise ProvisioningError(f"provision.sh {host} exited {res.returncode} in "
+                                            f"the booted box; its output ends:\n{out}")
+                result.provision[host] = time.monotonic() - started
     except BaseException:
         progress(f"rehearsal lab {lab!r} failed; removing what was made")
         engine.down()

@@ -88,7 +88,7 @@ def test_list_shows_the_labs_of_every_engine_with_their_engine(labs_here, capsys
     assert main(["list"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "alice          local    stale (cleared by labkit up --lab alice or labkit down --lab alice)",
-        "bob            vagrant  stopped (VMs kept: labkit up --engine vagrant --lab bob boots them again)",
+        "bob            vagrant  stopped (hosts kept: labkit up --engine vagrant --lab bob boots them again)",
         "carol          vagrant  running",
         "lab            local    running",
         "lab            vagrant  stale (cleared by labkit up --engine vagrant or "
