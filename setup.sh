@@ -23,7 +23,7 @@ fi
 # The tests run shellcheck on the project's shell scripts.
 APT_PACKAGES=(systemd-container mmdebstrap iproute2 util-linux mount psmisc kmod m4 swaks
     dnsutils python3 python3-venv python3-pip git ca-certificates vagrant vagrant-libvirt
-    shellcheck)
+    shellcheck nmap)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -27,6 +27,8 @@ examples:
   labkit reset relay             put the relay back to its baseline
   labkit apply relay             validate and apply your edits of sendmail.mc
   labkit snapshot save relay before-smrsh   keep the relay's mail configuration
+  labkit check --section 08      grade the lab on section 08's controls (PASS/FAIL/ERROR)
+  labkit check -v relay.closed_from_outside   one check, with the transcript it saw
   labkit down                    stop the lab and remove everything it made
   labkit up --lab alice          a second lab beside the first
 """
@@ -170,6 +172,32 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from labkit import checks
+    chosen = checks.select(args.ids, args.section)
+    if args.list:
+        for c in chosen:
+            print(f"{c.id:40} {c.section}  {c.title}")
+        print(f"{len(chosen)} checks")
+        return 0
+    lab = _lab(args)
+    quiet = args.json or not sys.stderr.isatty()
+
+    def progress(result) -> None:
+        if not quiet:
+            print(f"  {result.line()}", file=sys.stderr, flush=True)
+    if not quiet:
+        print(f"running {len(chosen)} checks against lab {lab.name!r} ...", file=sys.stderr)
+    report = checks.run_checks(lab, chosen, jobs=args.jobs, on_result=progress)
+    print(report.to_json() if args.json else report.table(verbose=args.verbose))
+    if args.junit:
+        with open(args.junit, "w", encoding="utf-8") as f:
+            f.write(report.to_junit())
+        if not args.json:
+            print(f"JUnit XML written to {args.junit}")
+    return report.exit_code
+
+
 def _lab_state(engine: Engine) -> str:
     """One phrase for ``labkit list``: running, stopped or stale, and what to do."""
     try:
@@ -261,6 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("start", cmd_start, "put relay and server in a course section's start state "
             "(the baseline, with every earlier section hardened)")
     p.add_argument("section", help="a section number or name, e.g. 04 or relay")
+    p = add("check", cmd_check, "run the graded checks against the lab: each probes the real "
+            "servers and says PASS, FAIL (with what to fix) or ERROR (could not observe); "
+            "exit 0 all passed, 1 a check failed, 2 a check could not observe")
+    p.add_argument("ids", nargs="*", metavar="CHECK",
+                   help="check ids (e.g. privacy.vrfy_disabled); default: every check")
+    p.add_argument("--section", "-s", action="append", default=[], metavar="S",
+                   help="a section's checks, by number or name (e.g. 08 or privacy); repeatable")
+    p.add_argument("--list", action="store_true", help="list the checks, run nothing")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="what each probe saw: the transcript or listing of every check")
+    p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.add_argument("--junit", metavar="FILE", help="also write the report as JUnit XML")
+    p.add_argument("--jobs", "-j", type=int, default=6, metavar="N",
+                   help="checks run at once (default 6; the measured DoS checks run alone)")
     add("list", cmd_list, "list the labs on this machine, of every engine (local and vagrant), "
         "with their state")
     p = add("images", cmd_images, "list, build or clear the cached host images")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from labkit import pki, probes
+from labkit import checks, pki, probes
 from labkit import topology as topolib
 from labkit.engines import get_engine
 from labkit.engines.base import Engine, HostStatus, Progress, RunResult
@@ -33,6 +33,19 @@ from labkit.probes.tls import start_tls
 
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def _show(obj: object) -> None:
+    """Display ``obj`` as rich output in a notebook, else print its text."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+        if get_ipython() is not None:
+            display(obj)
+            return
+    except ImportError:
+        pass
+    print(obj)
 
 
 @dataclass
@@ -268,6 +281,33 @@ class Lab:
             rec = json.loads(body)
             messages.append(SinkMessage(name=name, **rec))
         return messages
+
+    # graded checks
+    def check(self, check_id: str, show: bool = True) -> checks.Result:
+        """Run one graded check (e.g. ``"privacy.vrfy_disabled"``) against this lab.
+
+        Shows the result (HTML in JupyterLab, text elsewhere) and returns it when it
+        passed; raises :class:`~labkit.checks.ChecksFailedError` (an AssertionError) with
+        the observation and the hint when it failed or could not observe, so a notebook
+        cell run by nbval fails with what to fix.
+        """
+        report = checks.run_checks(self, [checks.get(check_id)])
+        if show:
+            _show(report.results[0])
+        report.assert_passed()
+        return report.results[0]
+
+    def checks(self, *sections: str, ids: tuple[str, ...] = (), show: bool = True,
+               raise_on_failure: bool = True) -> checks.Report:
+        """Run the graded checks of ``sections`` (e.g. ``"08"``, ``"relay"``; every section
+        if none is named, or only ``ids``) against this lab; show the table and, unless
+        ``raise_on_failure`` is False, raise like :meth:`check` if any did not pass."""
+        report = checks.run_checks(self, checks.select(ids, sections))
+        if show:
+            _show(report)
+        if raise_on_failure:
+            report.assert_passed()
+        return report
 
     def mailbox(self, user: str, host: str = "server") -> str:
         """The content of ``user``'s mailbox on ``host`` ('' if it has none)."""

@@ -21,6 +21,7 @@ from labkit.engines.base import Engine
 from labkit.errors import LabkitError
 from labkit.mta import ApplyResult, Postfix, Sendmail
 from labkit.mta.m4 import McFile
+from labkit.mta.sendmail import HELP_FILE, SUBMIT_MC
 
 Harden = Callable[[Engine], list[ApplyResult]]
 
@@ -152,13 +153,33 @@ def harden_starttls(engine: Engine) -> list[ApplyResult]:
     return results
 
 
+#: The 'by' clause of the Received: header Sendmail adds, without its default "($v/$Z)".
+RECEIVED_BY = "$.by $j$?r with $r$. id $i$?{tls_version}"
+
+
+def anonymous_help(text: str) -> str:
+    """Sendmail's help file without what names the product: its version line ($v) and
+    the pointer to sendmail.org for bug reports."""
+    lines = [ln for ln in text.splitlines()
+             if not ln.startswith("smtp\t") or not ("To report bugs" in ln or "sendmail.org" in ln)]
+    return "\n".join(lines).replace("This is sendmail version $v", "This is the mail relay $j") + "\n"
+
+
 def harden_privacy(engine: Engine) -> list[ApplyResult]:
-    """08: a greeting without product or version; no VRFY, EXPN, ETRN, DSN; private queue."""
+    """08: a greeting, HELP and Received: header without product or version; no VRFY,
+    EXPN, ETRN, VERB, DSN; a private queue; forged local senders marked (the submission
+    program's authwarnings), all as one change."""
+    sm = Sendmail(engine)
+
     def edit(mc: McFile) -> None:
         mc.set_define("confPRIVACY_FLAGS",
                       "goaway,noetrn,noreceipts,restrictmailq,restrictqrun,restrictexpand")
         mc.set_define("confSMTP_LOGIN_MSG", "$j MTA; $b")
-    return [Sendmail(engine).change(edit)]
+        mc.set_define("_REC_BY_", RECEIVED_BY)
+    submit = sm.read_submit_mc()
+    submit.set_define("confPRIVACY_FLAGS", "goaway,noetrn,restrictqrun")
+    help_text = anonymous_help(engine.read_file(sm.host, HELP_FILE))
+    return [sm.change(edit, files={SUBMIT_MC: str(submit), HELP_FILE: help_text})]
 
 
 # --- Postfix on the server -------------------------------------------------------------

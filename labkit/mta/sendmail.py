@@ -26,6 +26,8 @@ from labkit.mta.apply import SCRIPTS, ApplyResult, ConfigRejected, run_pipeline
 from labkit.mta.m4 import McFile, McSyntaxError
 
 MC = "/etc/mail/sendmail.mc"
+SUBMIT_MC = "/etc/mail/submit.mc"
+HELP_FILE = "/etc/mail/helpfile"
 CF = "/etc/mail/sendmail.cf"
 WORK = "/var/lib/labkit/apply"
 LAST_GOOD = "/var/lib/labkit/last-good/mail-config.tar.gz"
@@ -99,8 +101,10 @@ class Sendmail:
         """The host's sendmail.mc, parsed."""
         return McFile(self.engine.read_file(self.host, MC))
 
-    def apply_mc(self, mc: McFile | str, check: bool = True) -> ApplyResult:
-        """Validate and apply a new sendmail.mc (see the module doc for the steps).
+    def apply_mc(self, mc: McFile | str, check: bool = True,
+                 files: dict[str, str] | None = None) -> ApplyResult:
+        """Validate and apply a new sendmail.mc (see the module doc for the steps), with
+        ``files`` (path: content, e.g. a map or submit.mc) replaced in the same change.
 
         Raises :class:`ConfigRejected` (with the tool's error lines) when refused, unless
         ``check`` is False; either way the MTA keeps its previous working configuration.
@@ -110,15 +114,39 @@ class Sendmail:
             McFile(text)
         except McSyntaxError as exc:
             return self._refused(ApplyResult(self.host, False, "m4", [str(exc)]), check)
+        staged = self._stage(files or {})
         cand = f"{WORK}/sendmail.mc.candidate"
         self.engine.write_file(self.host, cand, text)
-        return self._run(cand, text, check)
+        result = self._run(cand, text, check, staged)
+        if result.ok:
+            result.changes[:0] = [f"{path} replaced and rebuilt" for path in files or {}]
+        return result
 
-    def change(self, edit: Callable[[McFile], object], check: bool = True) -> ApplyResult:
-        """Read sendmail.mc, let ``edit(mc)`` change it, apply the result."""
+    def change(self, edit: Callable[[McFile], object] | None = None, check: bool = True,
+               files: dict[str, str] | None = None) -> ApplyResult:
+        """Read sendmail.mc, let ``edit(mc)`` change it, apply the result (with ``files``
+        replaced, as :meth:`apply_mc`): one validated change, one restart."""
         mc = self.read_mc()
-        edit(mc)
-        return self.apply_mc(mc, check)
+        if edit is not None:
+            edit(mc)
+        return self.apply_mc(mc, check, files)
+
+    def read_submit_mc(self) -> McFile:
+        """The host's submit.mc (the mail submission program's configuration), parsed;
+        apply an edited one with ``change(files={SUBMIT_MC: str(mc)})``."""
+        return McFile(self.engine.read_file(self.host, SUBMIT_MC))
+
+    def _stage(self, files: dict[str, str]) -> list[str]:
+        """Write each file aside on the host; the pipeline installs them after its backup."""
+        staged: list[str] = []
+        for path, content in files.items():
+            if not (path.startswith("/etc/mail/") or path == "/etc/aliases"):
+                raise ConfigRejected(ApplyResult(self.host, False, "start", [
+                    f"{path} is not part of Sendmail's configuration (/etc/mail/*, /etc/aliases)"]))
+            aside = f"{WORK}/staged{path.replace('/', '_')}"
+            self.engine.write_file(self.host, aside, content)
+            staged += [aside, path]
+        return staged
 
     def apply_hand_edits(self, check: bool = True) -> ApplyResult:
         """Validate and apply /etc/mail/sendmail.mc as the learner left it.
@@ -140,20 +168,10 @@ class Sendmail:
 
     def set_file(self, path: str, content: str, check: bool = True) -> ApplyResult:
         """Replace a file of the mail configuration (a map such as /etc/mail/access,
-        virtusertable, mailertable, relay-domains, or /etc/aliases) and apply: make
-        rebuilds the maps (makemap, newaliases) and any complaint refuses the change."""
-        if not (path.startswith("/etc/mail/") or path == "/etc/aliases"):
-            raise ConfigRejected(ApplyResult(self.host, False, "start", [
-                f"{path} is not part of Sendmail's configuration (/etc/mail/*, /etc/aliases)"]))
-        staged = f"{WORK}/staged{path.replace('/', '_')}"
-        self.engine.write_file(self.host, staged, content)
-        text = self.engine.read_file(self.host, MC)
-        cand = f"{WORK}/sendmail.mc.candidate"
-        self.engine.write_file(self.host, cand, text)
-        result = self._run(cand, text, check, staged=[staged, path])
-        if result.ok:
-            result.changes.insert(0, f"{path} replaced and rebuilt")
-        return result
+        virtusertable, mailertable, relay-domains, the help file, submit.mc, or
+        /etc/aliases) and apply: make rebuilds the maps (makemap, newaliases) and the .cf
+        files, and any complaint refuses the change."""
+        return self.change(None, check, {path: content})
 
     def set_map(self, name: str, content: str, check: bool = True) -> ApplyResult:
         """/etc/mail/``name`` (access, virtusertable, mailertable, ...) replaced and rebuilt."""
@@ -217,7 +235,7 @@ class Sendmail:
         if result.ok:
             result.diff = "\n".join(body)
             result.changes = [ln for ln in body if re.match(r"^[-+](O |D|C|F)", ln)]
-            rules = [ln for ln in body if re.match(r"^[-+](R|S|K|M|H|P|V|T|Q|E)", ln)]
+            rules = [ln for ln in body if ln not in result.changes]
             if rules:
                 result.changes.append(f"({len(rules)} lines of rules, maps, mailers or headers "
                                       "changed in sendmail.cf: see .diff)")

@@ -34,6 +34,7 @@ class MessageFate:
     reply: Reply | None = None
     bounce: str = ""
     transcript: str = ""
+    message: str = ""  # the message as delivered (headers the MTAs added included)
 
     def __str__(self) -> str:
         text = f"{self.message_id}: {self.status}"
@@ -136,14 +137,15 @@ def send_and_follow(engine: Engine, open_session: Callable[[], SmtpSession],
                     return MessageFate(msgid, "bounced", "a bounce at the outside sink", reply,
                                        _bounce_excerpt(text), transcript)
                 return MessageFate(msgid, "at-sink", "the outside sink", reply,
-                                   transcript=transcript)
+                                   transcript=transcript, message=text)
         for host, path, mbox in _find_in_mailboxes(engine, msgid):
             part = _message_in(mbox, msgid)
             where = f"{host}:{path}"
             if _DSN.search(part):
                 return MessageFate(msgid, "bounced", f"a bounce in {where}", reply,
                                    _bounce_excerpt(part), transcript)
-            return MessageFate(msgid, "delivered", where, reply, transcript=transcript)
+            return MessageFate(msgid, "delivered", where, reply, transcript=transcript,
+                               message=part)
         if time.monotonic() > deadline:
             queued = _find_in_queues(engine, msgid)
             if queued:

@@ -40,3 +40,40 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.5, what: str = 
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+class LabState:
+    """Puts relay and server in a known state, the baseline with some sections hardened,
+    and remembers it, so tests in a row that need the same state share it. A test that
+    changes the MTAs otherwise calls :meth:`changed`."""
+
+    def __init__(self, lab) -> None:
+        self.lab = lab
+        self.key: tuple[str, ...] | None = None
+
+    def set(self, *sections: str) -> None:
+        from labkit.course.hardening import section
+        if sections == self.key:
+            return
+        self.key = None
+        self.lab.reset("relay")
+        self.lab.reset("server")
+        for key in sections:
+            harden = section(key).harden
+            if harden:
+                harden(self.lab.engine)
+        self.key = sections
+
+    def changed(self) -> None:
+        self.key = None
+
+
+@pytest.fixture(scope="module")
+def state(lab):
+    """A :class:`LabState` for this module (the first ``set`` always resets: other modules
+    leave the lab at the baseline, but this one does not trust that)."""
+    tracker = LabState(lab)
+    yield tracker
+    if tracker.key:
+        lab.reset("relay")
+        lab.reset("server")

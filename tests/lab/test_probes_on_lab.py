@@ -107,9 +107,12 @@ def test_tls_probe_reports_no_starttls_on_the_baseline(lab):
 def _postfix_tls(lab, cert_pem: str, key_pem: str) -> None:
     lab.write_file("server", "/etc/postfix/tls/server.crt", cert_pem)
     lab.write_file("server", "/etc/postfix/tls/server.key", key_pem, mode="0600")
-    lab.run("server", "postconf -e smtpd_tls_cert_file=/etc/postfix/tls/server.crt "
-                      "smtpd_tls_key_file=/etc/postfix/tls/server.key "
-                      "smtpd_tls_security_level=may && postfix reload").check()
+    # Through the apply layer, which waits until the new settings are served (a bare
+    # `postfix reload` returns before every smtpd has them).
+    from labkit.mta import Postfix
+    Postfix(lab.engine).set(smtpd_tls_cert_file="/etc/postfix/tls/server.crt",
+                            smtpd_tls_key_file="/etc/postfix/tls/server.key",
+                            smtpd_tls_security_level="may")
 
 
 def test_tls_probe_inspects_and_verifies_a_lab_ca_certificate(lab):

@@ -30,22 +30,39 @@ postconf -n > "$work/postconf.new" 2> "$work/postconf.err"
 if [ -s "$work/postconf.err" ]; then cat "$work/postconf.err"; restore; fi
 if ! postfix check > "$work/check.out" 2>&1 || [ -s "$work/check.out" ]; then cat "$work/check.out"; restore; fi
 say reload
+old_smtpd=$(pgrep -d ' ' -x smtpd)
 if ! { postfix status >/dev/null 2>&1 && postfix reload || systemctl restart postfix; } > "$work/reload.out" 2>&1; then
     cat "$work/reload.out"; restore
 fi
 say serving
-sleep 0.5
+# `postfix reload` only signals the master: wait until it has re-read its configuration
+# (it logs "reload" or, after a restart, "daemon started") and every smtpd of the old
+# configuration has gone (an smtpd in a long session may hold on: 5 s at most), so the
+# next session anyone opens gets the new settings.
+for _ in $(seq 1 50); do
+    if journalctl --after-cursor="$mark" --no-pager -o cat \
+            | grep -qE '^(reload|daemon started) -- version'; then
+        alive=""
+        for p in $old_smtpd; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ -z "$alive" ] && break
+    fi
+    sleep 0.1
+done
 reply=$( (sleep 0.3; printf 'EHLO labkit.check\r\n'; sleep 0.2; printf 'MAIL FROM:<labkit-check@example.net>\r\n'; sleep 0.2
           printf "RCPT TO:<postmaster@%s>\r\n" "$org"; sleep 0.3; printf 'RSET\r\nQUIT\r\n') | nc -w 5 127.0.0.1 25)
 sleep 0.3
-bad=$(journalctl --after-cursor="$mark" --no-pager -o cat -t postfix/smtpd -t postfix/master -t postfix/postfix-script -t postfix/cleanup \
+# (journalctl's -t filter was seen to miss fresh entries: the identifiers are grepped)
+postfix_log() {
+    journalctl --after-cursor="$mark" --no-pager -o short \
+        | sed -nE "s/^.* postfix\/($1)\[[0-9]+\]: //p"
+}
+bad=$(postfix_log 'smtpd|master|postfix-script|cleanup' \
       | grep -E 'fatal:|panic:|error:|unknown .*restriction|configuration error' | head -n 5)
 if ! echo "$reply" | grep -q '^220' || echo "$reply" | grep -qE '^4[0-9][0-9] 4\.3\.[05]' || [ -n "$bad" ]; then
     echo "$reply" | grep -E '^[45][0-9][0-9]' | head -n 3
     [ -n "$bad" ] && echo "$bad"
     restore
 fi
-journalctl --after-cursor="$mark" --no-pager -o cat -t postfix/smtpd -t postfix/master -t postfix/postfix-script \
-    | grep -E 'warning:' | sort -u | head -n 8 | sed 's/^/WARNING /'
+postfix_log 'smtpd|master|postfix-script' | grep -E 'warning:' | sort -u | head -n 8 | sed 's/^/WARNING /'
 diff "$work/postconf.old" "$work/postconf.new" | sed -n 's/^< /-/p; s/^> /+/p'
 exit 0

@@ -5,7 +5,16 @@
 # BASELINE configuration: careless on purpose (see files/relay/sendmail.mc).
 
 write_aliases
+{
+    echo "# Probe addresses of the course's checks (section 02): mail to a program, to a file."
+    echo "labkit-prog: \"|/usr/bin/logger -t labkit-prog\""
+    echo "labkit-file: /var/tmp/labkit-file"
+} >> /etc/aliases
 put_file relay/sendmail.mc /etc/mail/sendmail.mc 0644
+# The submission program (submit.mc, run by local users' sendmail -f ...): BASELINE, its
+# privacy flags thrown open too (Debian's own are goaway,noetrn,restrictqrun).
+grep -q "^define(\`confPRIVACY_FLAGS'" /etc/mail/submit.mc ||
+    echo "define(\`confPRIVACY_FLAGS', \`public')dnl" >> /etc/mail/submit.mc
 {
     echo "# Relay access: BASELINE. Far too broad: every 192.168.x.x client may relay,"
     echo "# the outside network included."

@@ -1,0 +1,72 @@
+"""What several sections' checks share: telling a product or version in a text, reading
+header fields, the lab's names."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from labkit.checks.base import CannotObserve
+from labkit.probes.mailflow import MessageFate
+
+if TYPE_CHECKING:
+    from labkit.lab import Lab
+
+#: What gives an MTA away: its product name, or a version number (8.17.1.9, 3.7.11).
+_PRODUCT = re.compile(r"\b(sendmail|postfix|exim|qmail|debian|ubuntu)\b|\b\d+\.\d+\.\d+(\.\d+)?\b",
+                      re.I)
+#: Numbers that look like versions but are not: enhanced status codes (2.0.0) at the start
+#: of a reply's text, and addresses in brackets ("Hello x [192.168.56.10]", "[IPv6:...]").
+_NOT_VERSIONS = re.compile(r"^\s*[245]\.\d{1,3}\.\d{1,3}\s|\[[0-9a-fA-F.:IPv]+\]")
+
+
+def product_words(text: str) -> list[str]:
+    """The product names and version numbers in ``text`` (each once), e.g.
+    ``['Sendmail', '8.17.1.9', 'Debian']``; [] when it gives nothing away."""
+    found = []
+    for line in text.splitlines():
+        line = _NOT_VERSIONS.sub(" ", line)
+        found += [m.group(0) for m in _PRODUCT.finditer(line)]
+    return list(dict.fromkeys(found))
+
+
+def header_fields(message: str, name: str) -> list[str]:
+    """Every ``name:`` header field of ``message``, unfolded, in order."""
+    head = message.replace("\r\n", "\n").split("\n\n", 1)[0]
+    fields, current = [], None
+    for line in head.split("\n"):
+        if line[:1] in (" ", "\t") and current is not None:
+            current += " " + line.strip()
+            continue
+        if current is not None:
+            fields.append(current)
+        current = line
+    if current is not None:
+        fields.append(current)
+    prefix = name.lower() + ":"
+    return [f[len(prefix):].strip() for f in fields if f.lower().startswith(prefix)]
+
+
+def fqdn(lab: Lab, host: str) -> str:
+    return lab.topology.host(host).fqdn
+
+
+def org(lab: Lab) -> str:
+    return lab.topology.domains["organisation"]
+
+
+def outside(lab: Lab) -> str:
+    return lab.topology.domains["outside"]
+
+
+def local_user(lab: Lab) -> str:
+    """An unprivileged local account on the MTA hosts (the first lab mail user)."""
+    return lab.topology.mail["users"][0]
+
+
+def delivered(fate: MessageFate, what: str) -> MessageFate:
+    """``fate`` if the probe message was delivered to a mailbox; else CannotObserve: a check
+    that reads a delivered message cannot tell anything from one that went elsewhere."""
+    if fate.status != "delivered":
+        raise CannotObserve(f"{what}: the probe message was not delivered ({fate})")
+    return fate
