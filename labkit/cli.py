@@ -29,6 +29,7 @@ examples:
   labkit snapshot save relay before-smrsh   keep the relay's mail configuration
   labkit check --section 08      grade the lab on section 08's controls (PASS/FAIL/ERROR)
   labkit check -v relay.closed_from_outside   one check, with the transcript it saw
+  labkit grade assignments/relay-privacy.yaml --labs alice bob --csv class.csv
   labkit down                    stop the lab and remove everything it made
   labkit up --lab alice          a second lab beside the first
 """
@@ -198,6 +199,31 @@ def cmd_check(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def cmd_grade(args: argparse.Namespace) -> int:
+    from labkit.checks.grading import Assignment, grade
+    from labkit.lab import Lab
+    assignment = Assignment.load(args.assignment)
+    names = args.labs or [args.lab]
+    labs = [Lab(name, engine=args.engine, progress=_progress) for name in names]
+    print(f"grading {len(labs)} lab(s) on '{assignment.title}' ({len(assignment.weights)} "
+          f"checks, {assignment.possible:g} points) ...", file=sys.stderr)
+
+    def progress(g) -> None:
+        print(f"  {g.lab}: {g.score:g}/{assignment.possible:g} {g.verdict}", file=sys.stderr,
+              flush=True)
+    report = grade(labs, assignment, on_grade=progress)
+    if len(labs) == 1:
+        print(report.grades[0].text())
+    else:
+        print(report.table())
+    for path, text in ((args.csv, report.to_csv), (args.json, report.to_json)):
+        if path:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text())
+            print(f"written: {path}")
+    return 0 if report.complete else 2
+
+
 def _lab_state(engine: Engine) -> str:
     """One phrase for ``labkit list``: running, stopped or stale, and what to do."""
     try:
@@ -303,6 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--junit", metavar="FILE", help="also write the report as JUnit XML")
     p.add_argument("--jobs", "-j", type=int, default=6, metavar="N",
                    help="checks run at once (default 6; the measured DoS checks run alone)")
+    p = add("grade", cmd_grade, "grade one or several labs against an assignment (a YAML file: "
+            "sections or checks, weights, a pass mark): each check's points, the total, and "
+            "the evidence of each failure; a class table as CSV and JSON. Exit 0 every lab "
+            "graded, 2 a check could not observe somewhere (grade INCOMPLETE)")
+    p.add_argument("assignment", help="the assignment file (see assignments/ for examples)")
+    p.add_argument("--labs", nargs="+", metavar="NAME",
+                   help="grade these labs (several at once) instead of --lab")
+    p.add_argument("--csv", metavar="FILE", help="write the class table as CSV")
+    p.add_argument("--json", metavar="FILE", help="write every grade, with evidence, as JSON")
     add("list", cmd_list, "list the labs on this machine, of every engine (local and vagrant), "
         "with their state")
     p = add("images", cmd_images, "list, build or clear the cached host images")

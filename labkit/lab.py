@@ -112,14 +112,16 @@ class Lab:
 
     # probes, from a vantage host
     def smtp(self, vantage: str, target: str = "relay", port: int = 25,
-             timeout: float = 10.0) -> probes.SmtpSession:
-        """An SMTP session from ``vantage`` to ``target`` (a host, an address or a name).
+             timeout: float = 10.0, source: str | None = None) -> probes.SmtpSession:
+        """An SMTP session from ``vantage`` to ``target`` (a host, an address or a name);
+        from ``vantage``'s address ``source`` if given (e.g. its DNSBL-listed one,
+        ``str(lab.topology.listed_client("internet").address)``).
 
         >>> with lab.smtp("internet", "relay") as s:
         ...     s.ehlo(); s.vrfy("root")
         ...     print(s.transcript)
         """
-        return probes.smtp_session(self.engine, vantage, target, port, timeout)
+        return probes.smtp_session(self.engine, vantage, target, port, timeout, source)
 
     def recipient_limit(self, vantage: str = "internet", target: str = "relay",
                         recipient: str = "jo@example.com", most: int = 200) -> LimitProbe:
@@ -152,19 +154,19 @@ class Lab:
 
     def send(self, vantage: str, rcpt_to: str, mail_from: str | None = None,
              target: str | None = None, subject: str = "labkit test", body: str = "Hello.\n",
-             wait: float = 20.0) -> MessageFate:
+             wait: float = 20.0, source: str | None = None) -> MessageFate:
         """Send a message from ``vantage`` and follow it: delivered (to which mailbox),
         at the outside sink, bounced (with the bounce text), queued, or refused.
 
         ``target`` is the server spoken to: by default the relay from outside, the
-        server from inside.
+        server from inside. ``source``: an address of ``vantage`` to send from.
         """
         topo = self.topology
         if target is None:
             target = "relay" if topo.host(vantage).address_on("inside") is None else "server"
         mail_from = mail_from or f"{vantage}-user@{topo.host(vantage).fqdn.split('.', 1)[1]}"
         return send_and_follow(
-            self.engine, lambda: self.smtp(vantage, target),
+            self.engine, lambda: self.smtp(vantage, target, source=source),
             lambda: [(m.mail_from, m.data) for m in self.sink_messages()],
             mail_from, rcpt_to, subject, body, helo=topo.host(vantage).fqdn, wait=wait)
 

@@ -76,6 +76,8 @@ class Topology:
     mail: dict[str, Any]
     dnsbl: dict[str, Any]
     source: Path = field(default=DEFAULT_TOPOLOGY)
+    #: host name -> its second, DNSBL-listed address
+    listed_clients: dict[str, Interface] = field(default_factory=dict)
 
     def host(self, name: str) -> Host:
         """The host called ``name``; :class:`TopologyError` names the known hosts if not."""
@@ -106,7 +108,17 @@ class Topology:
                 records.append((itf.name, itf.address))
             for extra in host.extra_names:
                 records.append((extra, host.address))
+        records += [(itf.name, itf.address) for itf in self.listed_clients.values()]
         return records
+
+    def listed_client(self, host: str) -> Interface:
+        """The second address of ``host`` that the lab DNSBL lists (see ``listed_clients``
+        in the topology file); TopologyError if the host has none."""
+        try:
+            return self.listed_clients[self.host(host).name]
+        except KeyError:
+            raise TopologyError(f"host {host!r} has no DNSBL-listed address; hosts with one: "
+                                + ", ".join(self.listed_clients)) from None
 
     def dns_server(self) -> ipaddress.IPv4Address:
         """The address of the lab's authoritative DNS server (on the sink/DNS host)."""
@@ -172,8 +184,24 @@ def load(path: Path | str | None = None) -> Topology:
             memory_mb=int(spec.get("memory_mb", 256)),
             extra_names=tuple(spec.get("extra_names", [])),
         )
+    dnsbl = dict(_require(raw, "dnsbl", str(src)))
+    listed: dict[str, Interface] = {}
+    for name, ispec in (dnsbl.get("listed_clients") or {}).items():
+        where = f"dnsbl listed_clients {name}"
+        if name not in hosts:
+            raise TopologyError(f"{where}: unknown host")
+        net = _require(ispec, "network", where)
+        if hosts[name].address_on(net) is None:
+            raise TopologyError(f"{where}: host {name} has no leg on network {net!r}")
+        addr = ipaddress.IPv4Address(_require(ispec, "address", where))
+        if addr not in networks[net].subnet:
+            raise TopologyError(f"{where}: {addr} is not in network {net} ({networks[net].subnet})")
+        if addr in seen_addresses:
+            raise TopologyError(f"{where}: address {addr} already used by {seen_addresses[addr]}")
+        seen_addresses[addr] = name
+        listed[name] = Interface(net, addr, _require(ispec, "name", where))
     topo = Topology(domains, networks, hosts, dict(_require(raw, "mail", str(src))),
-                    dict(_require(raw, "dnsbl", str(src))), src)
+                    dnsbl, src, listed)
     topo.host(topo.mail["sink"]["host"])  # validates the sink host exists
     return topo
 
@@ -217,10 +245,10 @@ def _reverse_zones(topo: Topology) -> dict[str, list[str]]:
     for net in topo.networks.values():
         origin = _reverse_zone(net)
         lines = _zone_header(origin, ns)
-        for host in topo.hosts.values():
-            for itf in host.interfaces:
-                if itf.network == net.name:
-                    lines.append(f"{itf.address.reverse_pointer}. IN PTR {itf.name}.")
+        itfs = [i for h in topo.hosts.values() for i in h.interfaces]
+        for itf in itfs + list(topo.listed_clients.values()):
+            if itf.network == net.name:
+                lines.append(f"{itf.address.reverse_pointer}. IN PTR {itf.name}.")
         zones[origin] = lines
     return zones
 
@@ -234,6 +262,8 @@ def _dnsbl_zone(topo: Topology) -> list[str]:
         ":127.0.0.2:Listed in the lab DNSBL, see http://bl.lab.test/?$",
     ]
     lines += [str(a) for a in bl["listed_addresses"]]
+    for itf in topo.listed_clients.values():
+        lines += [f"# {itf.name}: a lab host's second, listed address", str(itf.address)]
     return lines
 
 
@@ -285,7 +315,8 @@ def _lab_env(topo: Topology) -> list[str]:
     ]
 
 
-def _host_env(host: Host) -> list[str]:
+def _host_env(host: Host, topo: Topology) -> list[str]:
+    listed = topo.listed_clients.get(host.name)
     env = {
         "HOST_NAME": host.name,
         "HOST_FQDN": host.fqdn,
@@ -294,6 +325,10 @@ def _host_env(host: Host) -> list[str]:
         "HOST_RESOLVER": str(host.resolver),
         "HOST_PACKAGES": " ".join(host.packages),
         "HOST_SERVICES": " ".join(host.services),
+        # address/prefix of its DNSBL-listed address, and its own address on that network
+        "HOST_LISTED_ADDRESS": (f"{listed.address}/{topo.networks[listed.network].prefixlen}"
+                                if listed else ""),
+        "HOST_LISTED_BESIDE": str(host.address_on(listed.network)) if listed else "",
     }
     return ["# rendered from labkit/topology.yaml, do not edit"] + [
         f"{k}={_env_quote(v)}" for k, v in env.items()
@@ -304,7 +339,7 @@ def provisioning_files(topo: Topology) -> dict[str, str]:
     """Every generated provisioning file, by path relative to the generated dir."""
     files: dict[str, list[str]] = {"lab.env": _lab_env(topo)}
     for host in topo.hosts.values():
-        files[f"host-{host.name}.env"] = _host_env(host)
+        files[f"host-{host.name}.env"] = _host_env(host, topo)
     for origin, lines in {**_forward_zones(topo), **_reverse_zones(topo)}.items():
         files[f"zones/db.{origin}"] = lines
     files[f"zones/{topo.dnsbl['ip_zone']}.ip4set"] = _dnsbl_zone(topo)

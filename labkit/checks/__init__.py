@@ -11,7 +11,18 @@ section, hosts, weight, hint, lesson):
 Each result is passed, failed or error (could not observe); see :mod:`labkit.checks.base`.
 """
 
-from labkit.checks import privacy, relay  # noqa: F401 - each module registers its checks
+from labkit.checks import (  # noqa: F401 - each module registers its section's checks
+    dos,
+    logs,
+    postfix,
+    privacy,
+    privileges,
+    rbl,
+    relay,
+    sasl,
+    smrsh,
+    starttls,
+)
 from labkit.checks.base import (
     REGISTRY,
     CannotObserve,

@@ -175,9 +175,11 @@ class Engine(abc.ABC):
         """A command line for this machine that runs ``argv`` on ``host``."""
 
     @abc.abstractmethod
-    def connect(self, host: str, address: str, port: int, timeout: float = 10.0) -> socket.socket:
+    def connect(self, host: str, address: str, port: int, timeout: float = 10.0,
+                source: str | None = None) -> socket.socket:
         """A TCP connection to ``address``:``port`` opened FROM ``host`` (its addresses,
-        its routes): the one network primitive every probe is built on.
+        its routes): the one network primitive every probe is built on. ``source``: one
+        of ``host``'s addresses to connect from (its DNSBL-listed one, say).
 
         Raises OSError as a socket would (refused, unreachable, timed out).
         """

@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -52,6 +53,7 @@ class LocalEngine(Engine):
     def __init__(self, topology: Topology, lab: str) -> None:
         super().__init__(topology, lab)
         self._netns_workers: dict[str, NetnsThread] = {}
+        self._workers_lock = threading.Lock()
 
     # --- names and places -------------------------------------------------------
 
@@ -215,13 +217,15 @@ class LocalEngine(Engine):
     def shell_argv(self, host: str) -> list[str]:
         return self._enter(self._leader(host), ["/bin/bash", "--login"])
 
-    def connect(self, host: str, address: str, port: int, timeout: float = 10.0) -> socket.socket:
+    def connect(self, host: str, address: str, port: int, timeout: float = 10.0,
+                source: str | None = None) -> socket.socket:
         self._leader(host)  # raises if the host is not running
-        worker = self._netns_workers.get(host)
-        if worker is None:
-            worker = NetnsThread(f"/run/netns/{self.netns(host)}")
-            self._netns_workers[host] = worker
-        return worker.connect(address, port, timeout)
+        with self._workers_lock:  # checks connect from several threads at once
+            worker = self._netns_workers.get(host)
+            if worker is None:
+                worker = NetnsThread(f"/run/netns/{self.netns(host)}")
+                self._netns_workers[host] = worker
+        return worker.connect(address, port, timeout, source)
 
     def source_address(self, sock: socket.socket) -> tuple[str, int] | None:
         """The socket ``connect`` returns is the host's own, opened in its network
@@ -271,6 +275,9 @@ class LocalEngine(Engine):
                 self._ip("-n", sw, "link", "set", outer, "master", f"br-{itf.network}"[:15], "up")
                 prefix = self.topology.networks[itf.network].prefixlen
                 self._ip("-n", ns, "addr", "add", f"{itf.address}/{prefix}", "dev", f"eth{i}")
+                listed = self.topology.listed_clients.get(host.name)
+                if listed and listed.network == itf.network:  # its DNSBL-listed address
+                    self._ip("-n", ns, "addr", "add", f"{listed.address}/{prefix}", "dev", f"eth{i}")
                 self._ip("-n", ns, "link", "set", f"eth{i}", "up")
 
     def _start_host(self, host: Host, image: imagelib.Image) -> None:

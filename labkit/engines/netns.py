@@ -77,9 +77,12 @@ class NetnsThread:
         self._jobs.put((fn, args, kwargs, fut))
         return fut.result()
 
-    def connect(self, address: str, port: int, timeout: float = 10.0) -> socket.socket:
-        """A TCP connection to ``address``:``port`` made from inside the namespace."""
-        return self.call(socket.create_connection, (address, port), timeout)
+    def connect(self, address: str, port: int, timeout: float = 10.0,
+                source: str | None = None) -> socket.socket:
+        """A TCP connection to ``address``:``port`` made from inside the namespace, from
+        the namespace's address ``source`` if given."""
+        return self.call(socket.create_connection, (address, port), timeout,
+                         (source, 0) if source else None)
 
     def close(self) -> None:
         self._jobs.put(None)

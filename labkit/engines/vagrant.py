@@ -530,7 +530,12 @@ class VagrantEngine(Engine):
         """
         return [*self.ssh_options(host), "-v", "-W", f"{address}:{port}", host]
 
-    def connect(self, host: str, address: str, port: int, timeout: float = 10.0) -> socket.socket:
+    def connect(self, host: str, address: str, port: int, timeout: float = 10.0,
+                source: str | None = None) -> socket.socket:
+        if source:
+            raise LabkitError(f"the vagrant engine cannot connect from a chosen address ({source}) "
+                              "yet: ssh -W forwards from the VM's default address; probes that "
+                              "need it (the DNSBL-listed client) run on the local engine")
         self.ensure_master(host)
         self._forwards = [p for p in self._forwards if p.poll() is None]
         log = self.master_log(host)

@@ -37,11 +37,13 @@ def resolve_target(engine: Engine, vantage: str, target: str) -> str:
 
 
 def smtp_session(engine: Engine, vantage: str, target: str = "relay", port: int = 25,
-                 timeout: float = 10.0) -> SmtpSession:
-    """An SMTP session from ``vantage`` to ``target``, greeting already read."""
+                 timeout: float = 10.0, source: str | None = None) -> SmtpSession:
+    """An SMTP session from ``vantage`` (from its address ``source`` if given) to
+    ``target``, greeting already read."""
     address = resolve_target(engine, vantage, target)
-    sock = engine.connect(vantage, address, port, timeout)
-    return SmtpSession(sock, timeout=timeout, peer=f"{target} ({address}:{port}) from {vantage}")
+    sock = engine.connect(vantage, address, port, timeout, source)
+    where = f"{vantage} ({source})" if source else vantage
+    return SmtpSession(sock, timeout=timeout, peer=f"{target} ({address}:{port}) from {where}")
 
 
 def dns_probe(engine: Engine, vantage: str, timeout: float = 5.0) -> DnsProbe:

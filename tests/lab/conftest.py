@@ -52,17 +52,29 @@ class LabState:
         self.key: tuple[str, ...] | None = None
 
     def set(self, *sections: str) -> None:
+        """The baseline with ``sections`` hardened, in that order. From a state whose
+        sections begin the list, only the rest are hardened (no reset)."""
         from labkit.course.hardening import section
         if sections == self.key:
             return
+        done = self.key
         self.key = None
-        self.lab.reset("relay")
-        self.lab.reset("server")
-        for key in sections:
+        if done is not None and sections[:len(done)] == done:
+            todo = sections[len(done):]
+        else:
+            self.lab.reset("relay")
+            self.lab.reset("server")
+            todo = sections
+        for key in todo:
             harden = section(key).harden
             if harden:
                 harden(self.lab.engine)
         self.key = sections
+
+    def through(self, number: str) -> None:
+        """The hardened state of section ``number``: every section up to it hardened."""
+        from labkit.course.hardening import SECTIONS
+        self.set(*(s.number for s in SECTIONS if s.number <= number and s.harden))
 
     def changed(self) -> None:
         self.key = None

@@ -3,7 +3,6 @@ configurations, when they cannot observe, beside the admin's own tools (nmap), a
 their faces (labkit check, lab.check in a notebook)."""
 
 import json
-import subprocess
 
 import pytest
 
@@ -12,16 +11,11 @@ from labkit.checks import Status
 from labkit.cli import main
 from labkit.course.hardening import relay_access_map
 from labkit.mta import Sendmail
+from tests.lab.checktools import nmap, run, statuses
 
 pytestmark = pytest.mark.lab
 
 
-def run(lab, *ids):
-    return checks.run_checks(lab, [checks.get(i) for i in ids])
-
-
-def statuses(report):
-    return {r.check_id: r.status.value for r in report.results}
 
 
 # --- partly right, another correct means, overdone ------------------------------------
@@ -117,13 +111,6 @@ def test_checks_give_error_not_a_verdict_when_sendmail_is_down(state):
 
 
 # --- beside the admin's own tools -------------------------------------------------------
-
-def nmap(lab, vantage: str, target: str, script: str, args: str = "") -> str:
-    """nmap run in ``vantage``'s network namespace against ``target``'s address."""
-    address = str(lab.topology.address_for(target, vantage))
-    argv = ["ip", "netns", "exec", lab.engine.netns(vantage), "nmap", "-n", "-Pn", "-p25",
-            "--script", script, *(["--script-args", args] if args else []), address]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True).stdout
 
 
 @pytest.mark.parametrize("hardened", [False, True], ids=["baseline", "hardened"])

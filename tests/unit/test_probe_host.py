@@ -114,7 +114,7 @@ class FakeEngine(Engine):
         self.commands: list[tuple[str, list[str]]] = []
         self.connected: list[tuple[str, str, int]] = []
 
-    def connect(self, host, address, port, timeout=10.0):
+    def connect(self, host, address, port, timeout=10.0, source=None):
         self.connected.append((host, address, port))
         return socket.create_connection(("127.0.0.1", self.smtp_port), timeout)
 

@@ -70,3 +70,35 @@ write_aliases() {
         done
     } > /etc/aliases
 }
+
+# The host's second, DNSBL-listed address (HOST_LISTED_ADDRESS, from the topology's
+# dnsbl.listed_clients), put beside its own address on that network at every boot (the
+# local engine adds it itself when it wires the host's network namespace).
+listed_address() {
+    [ -n "${HOST_LISTED_ADDRESS:-}" ] || return 0
+    install -d -m 0755 /usr/local/lib/labkit
+    cat > /usr/local/lib/labkit/listed-address.sh <<SCRIPT
+#!/bin/sh
+# Adds $HOST_LISTED_ADDRESS beside $HOST_LISTED_BESIDE (written by provisioning). In a
+# container without CAP_NET_ADMIN the engine has added it already.
+ip -o -4 addr show | grep -q " ${HOST_LISTED_ADDRESS%/*}/" && exit 0
+dev=\$(ip -o -4 addr show | awk '\$4 ~ /^${HOST_LISTED_BESIDE//./\\.}\\// {print \$2; exit}')
+[ -n "\$dev" ] || { echo "no interface has $HOST_LISTED_BESIDE" >&2; exit 1; }
+exec ip addr replace $HOST_LISTED_ADDRESS dev "\$dev"
+SCRIPT
+    chmod 0755 /usr/local/lib/labkit/listed-address.sh
+    cat > /etc/systemd/system/labkit-listed-address.service <<UNIT
+[Unit]
+Description=labkit: this host's DNSBL-listed address ($HOST_LISTED_ADDRESS)
+After=network.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/lib/labkit/listed-address.sh
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+    services+=(labkit-listed-address)
+}

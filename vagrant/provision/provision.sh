@@ -31,6 +31,7 @@ read -r -a services <<< "$HOST_SERVICES"
 log "provisioning $HOST_FQDN"
 install_packages "${packages[@]}"
 set_identity
+listed_address
 # shellcheck source=/dev/null
 . "$PROVISION_DIR/roles/$HOST.sh"
 enable_services "${services[@]}"

@@ -5,8 +5,8 @@
 #
 # Builds the new sendmail.cf aside with m4 (any m4 diagnostic refuses it), loads it with
 # `sendmail -C new.cf -bt` (any "line N:" complaint refuses it), then installs it, runs
-# make -C /etc/mail, restarts Sendmail and waits for its greeting; if any of those fail,
-# /etc/mail is put back as it was and Sendmail restarted. Complaints Sendmail logs while
+# make -C /etc/mail, has Sendmail re-read its configuration (SIGHUP) and waits for its
+# greeting; if any of those fail, /etc/mail is put back as it was and Sendmail restarted. Complaints Sendmail logs while
 # starting (unsafe or unreadable files) are printed as "WARNING <line>".
 # Prints "STAGE <name>" as it goes; exits 0 applied, 10 refused, 11 rolled back.
 set -u
@@ -43,7 +43,22 @@ if ! make -s -C /etc/mail > "$work/make.out" 2>&1 || grep -qE '^(m4|makemap|newa
 fi
 say restart
 mark=$(journalctl -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p')
-if ! systemctl restart sendmail > "$work/restart.out" 2>&1; then
+# A running daemon re-reads sendmail.cf on SIGHUP (it starts itself again, under a new
+# pid, in milliseconds); Debian's init script takes seconds. Without a daemon to signal,
+# or if it does not come back, the service is restarted.
+pidfile=/run/sendmail/mta/sendmail.pid
+old=$(head -n 1 "$pidfile" 2>/dev/null)
+hupped=""
+if [ -n "$old" ] && kill -HUP "$old" 2>/dev/null; then
+    for _ in $(seq 1 100); do
+        new=$(head -n 1 "$pidfile" 2>/dev/null)
+        if [ -n "$new" ] && [ "$new" != "$old" ] && kill -0 "$new" 2>/dev/null; then
+            hupped=1; break
+        fi
+        sleep 0.05
+    done
+fi
+if [ -z "$hupped" ] && ! systemctl restart sendmail > "$work/restart.out" 2>&1; then
     cat "$work/restart.out"; journalctl -u sendmail -n 8 --no-pager -o cat; restore
 fi
 say serving

@@ -39,10 +39,26 @@ for u in $LAB_MAIL_USERS; do
     echo "$LAB_MAIL_PASSWORD" | saslpasswd2 -p -c -u "$HOST_FQDN" "$u"
 done
 chgrp sasl /etc/sasldb2 2>/dev/null || true
-chmod 0640 /etc/sasldb2
-
 make -s -C /etc/mail >/dev/null
+# Debian's `make all` tightens /etc/sasldb2 (o-rwx) until /etc/mail/sasl/sasl.m4 exists:
+# make that now, so the careless mode below stays. (Its update_auth asks `hostname` for
+# the FQDN, which an image build's chroot cannot answer: it is told.)
+shim=$(mktemp -d)
+printf '#!/bin/sh
+echo %s
+' "$HOST_FQDN" > "$shim/hostname"
+chmod 0755 "$shim/hostname"
+PATH="$shim:$PATH" make -s -C /etc/mail auth >/dev/null
+rm -rf "$shim"
+[ -f /etc/mail/sasl/sasl.m4 ] || { echo "relay.sh: make auth did not write sasl.m4" >&2; exit 1; }
+# BASELINE: the SASL secrets readable by every local user (the course makes them private).
+chmod 0644 /etc/sasldb2
 newaliases >/dev/null
+# BASELINE: the relay rules writable by every local user (the next `make` applies them).
+chmod 0666 /etc/mail/access
+# The file the labkit-file alias writes to, writable by whichever user Sendmail delivers
+# as, so section 02's check sees Sendmail's policy rather than the file's owner.
+install -m 0666 /dev/null /var/tmp/labkit-file
 
 # DNS for the inside hosts: forward everything to the lab DNS.
 install -d -m 0755 /etc/labkit

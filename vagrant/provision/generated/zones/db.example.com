@@ -6,4 +6,5 @@ relay.example.com. IN A 192.168.56.20
 relay-in.example.com. IN A 192.168.57.20
 server.example.com. IN A 192.168.57.30
 client.example.com. IN A 192.168.57.40
+listed.example.com. IN A 192.168.57.41
 @ IN MX 10 relay.example.com.

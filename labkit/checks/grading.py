@@ -1,0 +1,224 @@
+"""Grading: an assignment (which checks, their weights, a pass mark) applied to labs.
+
+An assignment is a small YAML file::
+
+    title: Relay control and privacy
+    pass_mark: 70            # percent of the points, default 100
+    sections: ["04", "08"]   # every check of these sections, weight 1 each
+    checks:                  # more checks, or other weights: an id, or {id: weight}
+      - privacy.vrfy_disabled: 2
+      - rbl.listed_client_refused
+
+The grade comes only from running the checks against each lab (probing its servers):
+a check that passed earns its weight, a failed one nothing, and one that could not
+observe (error) nothing either, and marks that lab's grade INCOMPLETE so nobody takes
+a lab that was down for a lab that was wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from labkit.checks.base import Check, Result, Status
+from labkit.checks.report import Report
+from labkit.checks.runner import DEFAULT_JOBS, for_section, get, run_checks
+from labkit.errors import LabkitError
+
+if TYPE_CHECKING:
+    from labkit.lab import Lab
+
+
+class AssignmentError(LabkitError):
+    """The assignment file is unreadable or names something that does not exist."""
+
+
+@dataclass
+class Assignment:
+    """Which checks count, with what weight, and the mark needed to pass."""
+    title: str
+    weights: dict[str, float]  # check id -> points, in course order
+    pass_mark: float = 100.0   # percent
+    source: str = ""
+
+    @property
+    def checks(self) -> list[Check]:
+        return [get(i) for i in self.weights]
+
+    @property
+    def possible(self) -> float:
+        return sum(self.weights.values())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Assignment:
+        """Read and validate an assignment file; AssignmentError names what is wrong."""
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise AssignmentError(f"cannot read assignment {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise AssignmentError(f"{path} is not valid YAML: {exc}") from exc
+        return cls.from_dict(raw, str(path))
+
+    @classmethod
+    def from_dict(cls, raw: object, source: str = "assignment") -> Assignment:
+        if not isinstance(raw, dict):
+            raise AssignmentError(f"{source}: expected a mapping with title, sections, checks")
+        unknown = set(raw) - {"title", "pass_mark", "sections", "checks"}
+        if unknown:
+            raise AssignmentError(f"{source}: unknown keys {sorted(unknown)}; known: title, "
+                                  "pass_mark, sections, checks")
+        weights: dict[str, float] = {}
+        try:
+            for s in raw.get("sections") or []:
+                for c in for_section(str(s)):
+                    weights[c.id] = 1.0
+            for entry in raw.get("checks") or []:
+                items = entry.items() if isinstance(entry, dict) else [(entry, 1.0)]
+                for check_id, weight in items:
+                    get(str(check_id))
+                    weights[str(check_id)] = _number(weight, f"{source}: weight of {check_id}")
+        except LabkitError as exc:
+            raise AssignmentError(f"{source}: {exc}") from exc
+        if not weights:
+            raise AssignmentError(f"{source}: names no checks (give sections or checks)")
+        if any(w < 0 for w in weights.values()) or not sum(weights.values()):
+            raise AssignmentError(f"{source}: weights must be positive")
+        pass_mark = _number(raw.get("pass_mark", 100), f"{source}: pass_mark")
+        if not 0 <= pass_mark <= 100:
+            raise AssignmentError(f"{source}: pass_mark is a percentage (0 to 100)")
+        ordered = {c.id: weights[c.id] for c in _course_order(weights)}
+        return cls(str(raw.get("title") or source), ordered, pass_mark, source)
+
+
+def _number(value: object, what: str) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise AssignmentError(f"{what} must be a number, not {value!r}") from None
+
+
+def _course_order(weights: dict[str, float]) -> list[Check]:
+    from labkit.checks.runner import all_checks
+    return [c for c in all_checks() if c.id in weights]
+
+
+@dataclass
+class Grade:
+    """One lab graded against an assignment."""
+    lab: str
+    assignment: Assignment
+    report: Report
+
+    def points(self, result: Result) -> float:
+        return self.assignment.weights[result.check_id] if result.passed else 0.0
+
+    @property
+    def score(self) -> float:
+        return sum(self.points(r) for r in self.report.results)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.score / self.assignment.possible
+
+    @property
+    def complete(self) -> bool:
+        """False when a check could not observe: the grade is not final."""
+        return not self.report.count(Status.ERROR)
+
+    @property
+    def verdict(self) -> str:
+        if not self.complete:
+            return "INCOMPLETE"
+        return "PASS" if self.percent >= self.assignment.pass_mark else "FAIL"
+
+    def to_dict(self) -> dict:
+        return {"lab": self.lab, "score": self.score, "possible": self.assignment.possible,
+                "percent": round(self.percent, 1), "verdict": self.verdict,
+                "checks": [{**r.to_dict(), "points": self.points(r),
+                            "possible": self.assignment.weights[r.check_id]}
+                           for r in self.report.results]}
+
+    def text(self) -> str:
+        """What a learner reads: each check's points, and for each failure what the probe
+        saw and what to do."""
+        lines = [f"lab {self.lab!r}: {self.score:g} of {self.assignment.possible:g} points "
+                 f"({self.percent:.0f}%), {self.verdict} (pass mark {self.assignment.pass_mark:g}%)"]
+        for r in self.report.results:
+            lines.append(f"  {r.status.value.upper():6} {self.points(r):>4g}/"
+                         f"{self.assignment.weights[r.check_id]:<4g} {r.check_id}: {r.title}")
+            if not r.passed:
+                lines.append(f"         {r.summary}")
+                if r.hint:
+                    lines.append(f"         what to do: {r.hint}")
+        return "\n".join(lines)
+
+
+@dataclass
+class ClassReport:
+    """Every lab graded against one assignment: one row per lab."""
+    assignment: Assignment
+    grades: list[Grade] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return all(g.complete for g in self.grades)
+
+    def table(self) -> str:
+        width = max([len(g.lab) for g in self.grades] + [3])
+        lines = [f"{self.assignment.title}: {len(self.grades)} labs, pass mark "
+                 f"{self.assignment.pass_mark:g}%",
+                 f"{'lab':{width}}  {'points':>11}  {'%':>4}  verdict     failed / error"]
+        for g in self.grades:
+            bad = [f"{r.check_id}{' (error)' if r.status is Status.ERROR else ''}"
+                   for r in g.report.results if not r.passed]
+            lines.append(f"{g.lab:{width}}  {g.score:>5g}/{self.assignment.possible:<5g}  "
+                         f"{g.percent:>4.0f}  {g.verdict:10}  {', '.join(bad) or '-'}")
+        return "\n".join(lines)
+
+    def to_csv(self) -> str:
+        """One row per lab: each check's points (or 'error'), total, percent, verdict."""
+        ids = list(self.assignment.weights)
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["lab", *ids, "score", "possible", "percent", "verdict"])
+        for g in self.grades:
+            by_id = {r.check_id: r for r in g.report.results}
+            writer.writerow([g.lab, *("error" if by_id[i].status is Status.ERROR
+                                      else f"{g.points(by_id[i]):g}" for i in ids),
+                             f"{g.score:g}", f"{self.assignment.possible:g}",
+                             f"{g.percent:.1f}", g.verdict])
+        return out.getvalue()
+
+    def to_json(self) -> str:
+        return json.dumps({"assignment": {"title": self.assignment.title,
+                                          "source": self.assignment.source,
+                                          "pass_mark": self.assignment.pass_mark,
+                                          "weights": self.assignment.weights},
+                           "labs": [g.to_dict() for g in self.grades]}, indent=2)
+
+
+def grade(labs: Iterable[Lab], assignment: Assignment, at_once: int = 4,
+          jobs: int = DEFAULT_JOBS, on_grade: Callable[[Grade], None] | None = None
+          ) -> ClassReport:
+    """Run the assignment's checks against every lab (``at_once`` labs at a time) and
+    grade each; ``on_grade`` is called as each lab's grade comes in."""
+    labs = list(labs)
+
+    def one(lab: Lab) -> Grade:
+        result = Grade(lab.name, assignment, run_checks(lab, assignment.checks, jobs=jobs))
+        if on_grade:
+            on_grade(result)
+        return result
+    with ThreadPoolExecutor(max_workers=max(1, min(at_once, len(labs)))) as pool:
+        grades = list(pool.map(one, labs))
+    return ClassReport(assignment, grades)
