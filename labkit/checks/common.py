@@ -7,6 +7,7 @@ import re
 from typing import TYPE_CHECKING
 
 from labkit.checks.base import CannotObserve
+from labkit.probes.dns import DnsProbeError
 from labkit.probes.mailflow import MessageFate
 
 if TYPE_CHECKING:
@@ -70,3 +71,30 @@ def delivered(fate: MessageFate, what: str) -> MessageFate:
     if fate.status != "delivered":
         raise CannotObserve(f"{what}: the probe message was not delivered ({fate})")
     return fate
+
+
+def list_answer(lab: Lab, vantage: str, name: str, zone: str) -> str:
+    """What a lab DNS list says of ``name`` (the full query name under ``zone``), asked
+    through ``vantage``'s resolver as its MTA asks: the answer's text when listed, ''
+    when not (NXDOMAIN); CannotObserve when the list does not answer, so a check never
+    mistakes a silent list for an unlisted client."""
+    try:
+        answer = lab.dns(vantage).query(name, "A")
+    except DnsProbeError as exc:
+        raise CannotObserve(f"the DNS list {zone} does not answer {vantage}'s resolver: "
+                            f"{exc}") from exc
+    if answer.status not in ("NOERROR", "NXDOMAIN"):
+        raise CannotObserve(f"the DNS list {zone} does not answer ({answer.status} for {name})")
+    return str(answer) if answer.exists else ""
+
+
+def dnsbl_listing(lab: Lab, vantage: str, address: str) -> str:
+    """What the lab DNSBL (by address) says of ``address``; see :func:`list_answer`."""
+    zone = lab.topology.dnsbl["ip_zone"]
+    return list_answer(lab, vantage, ".".join(reversed(address.split("."))) + "." + zone, zone)
+
+
+def rhsbl_listing(lab: Lab, vantage: str, domain: str) -> str:
+    """What the lab RHSBL (by domain) says of ``domain``; see :func:`list_answer`."""
+    zone = lab.topology.dnsbl["domain_zone"]
+    return list_answer(lab, vantage, f"{domain}.{zone}", zone)

@@ -16,7 +16,15 @@ import uuid
 from typing import TYPE_CHECKING
 
 from labkit.checks.base import CannotObserve, Verdict, check, failed, passed
-from labkit.checks.common import fqdn, local_user, org, outside, product_words
+from labkit.checks.common import (
+    dnsbl_listing,
+    fqdn,
+    local_user,
+    org,
+    outside,
+    product_words,
+    rhsbl_listing,
+)
 from labkit.errors import HostProbeError
 from labkit.probes.host import find_session
 
@@ -330,6 +338,51 @@ def mynetworks_lan_only(lab: Lab) -> Verdict:
                       f"{outside_net}: {sample}", "\n".join(evidence))
     return passed(f"no address of the outside network {outside_net} is in mynetworks: {value}",
                   "\n".join(evidence))
+
+
+@check("postfix.dnsbl_listed_client_refused", "A client the DNSBL lists is refused by the server",
+       S, hosts=HOSTS,
+       hint="Postfix asks a DNSBL for reject_rbl_client ZONE; where it stands matters: behind "
+            "permit_mynetworks it is never asked for the LAN (smtpd_client_restrictions "
+            "applies it to every client)", lesson=f"{LESSON}#dnsbl")
+def dnsbl_listed_client_refused(lab: Lab) -> Verdict:
+    listed = str(lab.topology.listed_client("client").address)
+    answer = dnsbl_listing(lab, "server", listed)
+    if not answer:
+        raise CannotObserve(f"the lab DNSBL does not list {listed} (it should, from "
+                            "provisioning): nothing can be said of the server")
+    with lab.smtp("client", "server", source=listed) as s:
+        s.ehlo(fqdn(lab, "client"))
+        reply = _sender_refused(s, f"{local_user(lab)}@{org(lab)}", f"{local_user(lab)}@{org(lab)}")
+    evidence = f"DNSBL: {answer}\n{s.transcript}"
+    if reply.code >= 500:
+        return passed(f"mail from listed {listed} refused: {reply}", evidence)
+    if reply.positive:
+        return failed(f"mail from {listed}, listed in the DNSBL, accepted: {reply}", evidence)
+    return failed(f"mail from listed {listed} only deferred: {reply}", evidence)
+
+
+@check("postfix.rhsbl_sender_refused", "A sender whose domain the RHSBL lists is refused", S,
+       hosts=HOSTS,
+       hint="Postfix asks a domain list for reject_rhsbl_sender ZONE (the lab's RHSBL zone "
+            "is in labkit/topology.yaml, dnsbl: domain_zone)", lesson=f"{LESSON}#rhsbl")
+def rhsbl_sender_refused(lab: Lab) -> Verdict:
+    domain = next(d for d in lab.topology.dnsbl["listed_domains"] if "." in d)
+    answer = rhsbl_listing(lab, "server", domain)
+    if not answer:
+        raise CannotObserve(f"the lab RHSBL does not list {domain} (it should, from "
+                            "provisioning): nothing can be said of the server")
+    rcpt = f"{local_user(lab)}@{org(lab)}"
+    with _session(lab) as s:
+        s.ehlo(fqdn(lab, "client"))
+        _good_sender_accepted(lab, s, rcpt)
+        reply = _sender_refused(s, f"someone@{domain}", rcpt)
+    evidence = f"RHSBL: {answer}\n{s.transcript}"
+    if reply.positive:
+        return failed(f"mail from someone@{domain}, a listed domain, accepted: {reply}", evidence)
+    if reply.code >= 500 and (reply.enhanced or "").startswith("5.7."):
+        return passed(f"MAIL FROM someone@{domain} refused: {reply}", evidence)
+    return failed(f"refused, but not as a listed sender (5.7.x): {reply}", evidence)
 
 
 @check("postfix.lan_mail_goes_out", "Mail from the LAN still leaves through the server", S,

@@ -7,6 +7,7 @@ as well as ``novrfy,noexpn``; a greeting of the learner's own wording.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import TYPE_CHECKING
@@ -147,7 +148,9 @@ def _as_local_user(lab: Lab, command: str) -> tuple[str, str]:
 def mailq_restricted(lab: Lab) -> Verdict:
     out, evidence = _as_local_user(lab, "mailq")
     mta = out.split("MTA Queue status...", 1)[-1]
-    if "not permitted" in mta or "Permission denied" in mta:
+    # Refused: restrictmailq's answer, or a queue directory the user cannot enter. A
+    # "Permission denied" on one queue file (a message being written) is no refusal.
+    if "not permitted to see the queue" in mta or re.search(r"can ?not chdir\(.*Permission denied", mta):
         return passed(f"{local_user(lab)} may not list the MTA queue", evidence)
     if "Total requests" in mta or "is empty" in mta:
         return failed(f"{local_user(lab)} can list the MTA queue", evidence)

@@ -98,6 +98,22 @@ def queue_private(lab: Lab) -> Verdict:
                   "or others", evidence)
 
 
+@check("privileges.msp_queue_private", "The submission program's queue is closed to other users",
+       S, hint="local users' mail waits in the MSP queue (the QueueDirectory of submit.cf), "
+               "which the set-group-id submission program enters as its group: that group "
+               "needs it, nobody else", lesson=f"{LESSON}#msp")
+def msp_queue_private(lab: Lab) -> Verdict:
+    res = lab.run("relay", ["sed", "-n", "s/^O QueueDirectory=//p", "/etc/mail/submit.cf"])
+    queue = (res.stdout.split() or ["/var/spool/mqueue-client"])[-1]
+    info = lab.file_info("relay", queue)
+    evidence = f"O QueueDirectory={queue}  (submit.cf)\n{info}"
+    if info.mode & 0o007:
+        return failed(f"{queue} is {info.octal} {info.owner}:{info.group}: other users may "
+                      "enter it", evidence)
+    return passed(f"{queue} {info.octal} {info.owner}:{info.group}: closed to other users",
+                  evidence)
+
+
 def _named_files(cf: str) -> list[str]:
     """The files sendmail.cf reads its maps, aliases and classes from (outside /etc/mail
     too): AliasFile, K map lines (hash maps also as .db), F class files."""

@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from labkit.checks.base import CannotObserve, Verdict, check, failed, passed
-from labkit.checks.common import fqdn, local_user, org, outside
-from labkit.probes.dns import DnsProbeError
+from labkit.checks.common import dnsbl_listing, fqdn, local_user, org, outside
 
 if TYPE_CHECKING:
     from labkit.lab import Lab
@@ -24,18 +23,8 @@ LESSON = "notebooks/05-rbl.ipynb"
 
 
 def _dnsbl_answer(lab: Lab, address: str) -> str:
-    """What the lab DNSBL says of ``address`` ('' when it does not list it), asked as the
-    relay asks (through its resolver); CannotObserve when the DNSBL does not answer."""
-    zone = lab.topology.dnsbl["ip_zone"]
-    query = ".".join(reversed(address.split("."))) + "." + zone
-    try:
-        answer = lab.dns("relay").query(query, "A")
-    except DnsProbeError as exc:
-        raise CannotObserve(f"the DNSBL {zone} does not answer the relay's resolver: "
-                            f"{exc}") from exc
-    if answer.status not in ("NOERROR", "NXDOMAIN"):
-        raise CannotObserve(f"the DNSBL {zone} does not answer ({answer.status} for {query})")
-    return str(answer) if answer.exists else ""
+    """What the lab DNSBL says of ``address``, asked as the relay asks."""
+    return dnsbl_listing(lab, "relay", address)
 
 
 def _try_mail(lab: Lab, source: str | None) -> tuple[list[Reply], str]:

@@ -40,13 +40,17 @@ class Section:
 #: owns the queue and the maps and is already the TrustedUser (confTRUSTED_USER), with
 #: mail:mail already the DefaultUser (confDEF_USER_ID) in Debian's sendmail.cf.
 RUN_AS = ("smmta", "smmsp")
+#: The queue of the mail submission program (MSP, submit.cf), set-group-id smmsp.
+MSP_QUEUE = "/var/spool/mqueue-client"
 
 
 def harden_privileges(engine: Engine) -> list[ApplyResult]:
     """01: sessions served as an unprivileged user, the MTA queue private to it; the mail
     configuration (/etc/mail, its maps, /etc/aliases) writable by its owner only (the
-    baseline's /etc/mail/access is writable by every local user)."""
+    baseline's /etc/mail/access is writable by every local user); the submission
+    program's queue open to its group smmsp only (the baseline's is 0777)."""
     engine.run("relay", ["chmod", "-R", "go-w", "/etc/mail", "/etc/aliases"]).check()
+    engine.run("relay", ["chmod", "2770", MSP_QUEUE]).check()  # Debian's own mode
     return [Sendmail(engine).set_run_as_user(*RUN_AS)]
 
 
@@ -225,10 +229,12 @@ def harden_postfix(engine: Engine) -> list[ApplyResult]:
         "smtpd_helo_required": "yes",
         "smtpd_helo_restrictions": "permit_mynetworks, reject_invalid_helo_hostname, "
                                    "reject_non_fqdn_helo_hostname",
-        "smtpd_sender_restrictions": "reject_non_fqdn_sender, reject_unknown_sender_domain",
-        "smtpd_recipient_restrictions": "permit_mynetworks, reject_unauth_destination, "
-                                        f"reject_rbl_client {topo.dnsbl['ip_zone']}, "
-                                        f"reject_rhsbl_sender {topo.dnsbl['domain_zone']}",
+        # The lists apply to every client, the LAN's too (a listed LAN host is refused);
+        # behind permit_mynetworks they would never be asked for the server's clients.
+        "smtpd_client_restrictions": f"reject_rbl_client {topo.dnsbl['ip_zone']}",
+        "smtpd_sender_restrictions": f"reject_rhsbl_sender {topo.dnsbl['domain_zone']}, "
+                                     "reject_non_fqdn_sender, reject_unknown_sender_domain",
+        "smtpd_recipient_restrictions": "permit_mynetworks, reject_unauth_destination",
         "smtpd_tls_cert_file": "/etc/postfix/tls/server.crt",
         "smtpd_tls_key_file": "/etc/postfix/tls/server.key",
         "smtpd_tls_CAfile": "/etc/postfix/tls/lab-ca.crt",

@@ -85,3 +85,40 @@ def test_unlisted_guard_fails_when_a_silent_dnsbl_refuses_everyone(state):
         revive_dnsbl(lab)
     assert result.status is Status.FAILED, result
     assert " 4" in result.summary or ": 4" in result.summary  # a temporary refusal
+
+
+# --- the same lists on Postfix (section 09), from the LAN -------------------------------
+
+def swaks_server(lab, *args: str) -> str:
+    res = lab.run("client", ["swaks", "--server", lab.topology.host("server").fqdn,
+                             "--to", "jo@example.com", "--quit-after", "RCPT", *args], timeout=60)
+    return res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("hardened", [False, True], ids=["baseline", "hardened"])
+def test_postfix_list_checks_agree_with_swaks(state, hardened):
+    if hardened:
+        state.through("09")
+    else:
+        state.set()
+    lab = state.lab
+    listed = str(lab.topology.listed_client("client").address)
+    from_listed = swaks_server(lab, "--local-interface", listed, "--from", "jo@example.com")
+    listed_sender = swaks_server(lab, "--from", "someone@listed.example.net")
+    report = run(lab, "postfix.dnsbl_listed_client_refused", "postfix.rhsbl_sender_refused")
+    assert ("<** 554" in from_listed) is report["postfix.dnsbl_listed_client_refused"].passed, \
+        from_listed
+    assert ("<** 554" in listed_sender) is report["postfix.rhsbl_sender_refused"].passed, \
+        listed_sender
+    assert report.all_passed is hardened, report.table(verbose=True)
+
+
+def test_postfix_dnsbl_check_gives_an_error_when_the_dnsbl_is_silent(state):
+    state.through("09")
+    lab = state.lab
+    silence_dnsbl(lab)
+    try:
+        report = run(lab, "postfix.dnsbl_listed_client_refused", "postfix.rhsbl_sender_refused")
+    finally:
+        revive_dnsbl(lab)
+    assert {r.status for r in report.results} == {Status.ERROR}, report.table()

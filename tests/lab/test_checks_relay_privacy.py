@@ -168,3 +168,38 @@ def test_labkit_check_command_gives_a_table_junit_and_json(state, tmp_path, caps
     assert main(["check", "--lab", state.lab.name, "--json", "privacy.vrfy_disabled"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["results"][0]["status"] == "failed" and "VRFY root" in data["results"][0]["evidence"]
+
+
+# --- a check right after an apply ---------------------------------------------------------
+
+def test_a_check_right_after_an_apply_sees_the_new_configuration(state):
+    """Each apply returns only once the MTA serves the new configuration (Sendmail's
+    SIGHUP, Postfix's reload), so a check made at once never sees the old one."""
+    from labkit.mta import Postfix
+    state.set()
+    state.changed()
+    sm, pf = Sendmail(state.lab.engine), Postfix(state.lab.engine)
+    for i in range(3):
+        quiet = i % 2 == 0
+        sm.change(lambda mc, quiet=quiet: mc.set_define(
+            "confSMTP_LOGIN_MSG", "$j ESMTP; $b" if quiet else "$j Sendmail $v/$Z; $b"))
+        pf.set(smtpd_banner="$myhostname ESMTP" if quiet else "$myhostname ESMTP $mail_name")
+        report = run(state.lab, "privacy.greeting_anonymous", "postfix.banner_anonymous")
+        expected = "passed" if quiet else "failed"
+        assert set(statuses(report).values()) == {expected}, report.table(verbose=True)
+
+
+def test_mailq_check_fails_on_the_baseline_with_messages_in_the_queue(state):
+    """A message being written has a control file the user may not read: mailq then says
+    "Permission denied" for that file while listing the rest, which is no refusal."""
+    state.set()
+    state.changed()
+    lab = state.lab
+    lab.run("relay", "echo 'Subject: queued' | sendmail -Am -odq -oi someone@example.net && "
+                     "chmod 0600 /var/spool/mqueue/qf*").check()
+    try:
+        result = run(lab, "privacy.mailq_restricted").results[0]
+    finally:
+        lab.run("relay", "rm -f /var/spool/mqueue/[dq]f*")
+    assert result.status is Status.FAILED, result
+    assert "Permission denied" in result.evidence

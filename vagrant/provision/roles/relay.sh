@@ -54,8 +54,10 @@ rm -rf "$shim"
 # BASELINE: the SASL secrets readable by every local user (the course makes them private).
 chmod 0644 /etc/sasldb2
 newaliases >/dev/null
-# BASELINE: the relay rules writable by every local user (the next `make` applies them).
+# BASELINE: the relay rules writable by every local user (the next `make` applies them),
+# and the submission program's queue open to all (Debian's is 2770 smmsp:smmsp).
 chmod 0666 /etc/mail/access
+chmod 0777 /var/spool/mqueue-client
 # The file the labkit-file alias writes to, writable by whichever user Sendmail delivers
 # as, so section 02's check sees Sendmail's policy rather than the file's owner.
 install -m 0666 /dev/null /var/tmp/labkit-file
