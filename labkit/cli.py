@@ -224,6 +224,22 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return 0 if report.complete else 2
 
 
+def cmd_exercises(args: argparse.Namespace) -> int:
+    from labkit.course import notebooks
+    if args.check:
+        problems = notebooks.stale()
+        for p in problems:
+            print(p)
+        if problems:
+            print("run: labkit exercises (exercises/ is generated from solutions/)")
+            return 1
+        print("exercises/ is what solutions/ gives")
+        return 0
+    for path in notebooks.generate():
+        print(f"wrote {path.relative_to(notebooks.REPO_DIR)}")
+    return 0
+
+
 def _lab_state(engine: Engine) -> str:
     """One phrase for ``labkit list``: running, stopped or stale, and what to do."""
     try:
@@ -338,6 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grade these labs (several at once) instead of --lab")
     p.add_argument("--csv", metavar="FILE", help="write the class table as CSV")
     p.add_argument("--json", metavar="FILE", help="write every grade, with evidence, as JSON")
+    p = add("exercises", cmd_exercises, "write exercises/ from solutions/: every solution region "
+            "(### BEGIN SOLUTION ... ### END SOLUTION) replaced by a stub, outputs cleared")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 if exercises/ differs from what solutions/ gives")
     add("list", cmd_list, "list the labs on this machine, of every engine (local and vagrant), "
         "with their state")
     p = add("images", cmd_images, "list, build or clear the cached host images")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -283,6 +284,21 @@ class Lab:
             rec = json.loads(body)
             messages.append(SinkMessage(name=name, **rec))
         return messages
+
+    # the course
+    def start(self, section: str) -> None:
+        """Put relay and server in the start state of course section ``section`` ("08" or
+        "privacy"): the baseline, with every earlier section hardened (what ``labkit
+        start`` does). Every change made on relay and server so far is lost."""
+        from labkit.course.hardening import section as course_section
+        from labkit.course.hardening import start_state
+        target = course_section(section)
+        started = time.monotonic()
+        results = start_state(self.engine, target.number, self.progress)
+        if self.progress:
+            self.progress(f"relay and server are in the start state of section {target.number} "
+                          f"({target.title}): {len(results)} changes of earlier sections "
+                          f"({time.monotonic() - started:.0f} s)")
 
     # graded checks
     def check(self, check_id: str, show: bool = True) -> checks.Result:

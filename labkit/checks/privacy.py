@@ -121,7 +121,7 @@ def verb_disabled(lab: Lab) -> Verdict:
 
 
 @check("privacy.dsn_not_offered", "DSN is not offered to strangers", S,
-       hint="EHLO lists DSN unless confPRIVACY_FLAGS has noreceipts (or goaway)",
+       hint="EHLO lists DSN unless confPRIVACY_FLAGS has noreceipts (goaway does not include it)",
        lesson=f"{LESSON}#dsn")
 def dsn_not_offered(lab: Lab) -> Verdict:
     with lab.smtp("internet", "relay") as s:

@@ -1,16 +1,42 @@
-"""The course notebooks run, cell by cell, against a real lab (nbval)."""
+"""The course notebooks run, cell by cell, against a real lab (nbval): every lesson and
+every worked solution; and an exercise (generated from its solution) run on the lab
+shows its graded checks failing, each with its hint, until the learner solves it."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
+from nbclient import NotebookClient
 
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
 LESSONS = sorted((REPO / "notebooks").glob("*.ipynb"))
+SOLUTIONS = sorted((REPO / "solutions").glob("*.ipynb"))
+EXERCISES = sorted((REPO / "exercises").glob("*.ipynb"))
+
+
+def nbval(lab, notebook: Path) -> None:
+    # the kernel imports labkit from this checkout, whatever is installed
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "LABKIT_LAB": lab.name, "PYTHONPATH": path}
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+         "--nbval-cell-timeout=300", str(notebook)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+
+
+@pytest.fixture
+def back_to_baseline(lab):
+    """Solutions and exercises put the lab in their section's state: the modules after
+    this one expect the baseline."""
+    yield lab
+    lab.reset("relay")
+    lab.reset("server")
 
 
 def test_there_are_lessons():
@@ -19,9 +45,28 @@ def test_there_are_lessons():
 
 @pytest.mark.parametrize("notebook", LESSONS, ids=lambda p: p.name)
 def test_lesson_runs_against_the_lab(lab, notebook):
-    env = {**os.environ, "LABKIT_LAB": lab.name}
-    res = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-         "--nbval-cell-timeout=120", str(notebook)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    nbval(lab, notebook)
+
+
+@pytest.mark.parametrize("notebook", SOLUTIONS, ids=lambda p: p.name)
+def test_solution_runs_and_its_checks_pass(back_to_baseline, notebook):
+    nbval(back_to_baseline, notebook)
+
+
+@pytest.mark.parametrize("notebook", EXERCISES, ids=lambda p: p.name)
+def test_exercise_shows_its_checks_failing_until_solved(back_to_baseline, notebook, monkeypatch):
+    monkeypatch.setenv("LABKIT_LAB", back_to_baseline.name)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    nb = nbformat.read(notebook, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(REPO)}}).execute()
+    graded = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert graded, "an exercise has graded check cells"
+    for cell in graded:
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert errors and errors[0].ename == "ChecksFailedError", cell.source
+        assert "what to do:" in "\n".join(errors[0].traceback), "the hint is shown"
+    stubs = [c for c in nb.cells if "raise NotImplementedError()" in c.source]
+    assert stubs and all(any(o.get("ename") == "NotImplementedError" for o in c.outputs)
+                         for c in stubs)
