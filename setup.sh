@@ -2,7 +2,7 @@
 # Install everything the MTA Hardening Lab needs on Debian 12, then start the lab and
 # JupyterLab. Run as root from the repository:
 #
-#   sudo ./setup.sh                 install, start the lab, open JupyterLab on 127.0.0.1:8888
+#   sudo ./setup.sh                 install, start the lab, open JupyterLab on the course (127.0.0.1:8888)
 #   sudo ./setup.sh --install-only  install only (what the test command uses)
 #
 # Idempotent: run it again at any time; it installs only what is missing.
@@ -44,4 +44,6 @@ fi
 
 labkit up
 echo "setup.sh: starting JupyterLab on http://127.0.0.1:8888 (Ctrl-C stops it; 'labkit down' stops the lab)"
-exec jupyter lab --allow-root --no-browser --ip 127.0.0.1 --port 8888 notebooks/
+echo "setup.sh: the course opens on notebooks/README.ipynb: lessons, exercises and solutions"
+exec jupyter lab --allow-root --no-browser --ip 127.0.0.1 --port 8888 \
+    --ServerApp.root_dir="$PWD" --LabApp.default_url=/lab/tree/notebooks/README.ipynb

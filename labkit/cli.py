@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from labkit import engines as enginelib
 from labkit import images as imagelib
@@ -199,10 +200,43 @@ def cmd_check(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _submissions(paths: list[str]) -> list[Path]:
+    """Notebook files, a folder standing for the notebooks in it."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(p.glob("*.ipynb"))
+        elif p.suffix == ".ipynb" and p.is_file():
+            found.append(p)
+        else:
+            raise LabkitError(f"{p} is neither a notebook (.ipynb) nor a folder of notebooks")
+    if not found:
+        raise LabkitError(f"no notebooks in {', '.join(paths)}")
+    return found
+
+
+def _write_reports(report, args: argparse.Namespace) -> None:
+    for path, text in ((args.csv, report.to_csv), (args.json, report.to_json)):
+        if path:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text())
+            print(f"written: {path}")
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
-    from labkit.checks.grading import Assignment, grade
+    from labkit.checks.grading import Assignment, grade, grade_notebooks
     from labkit.lab import Lab
-    assignment = Assignment.load(args.assignment)
+    assignment = Assignment.load(args.assignment) if args.assignment else None
+    if args.notebook:
+        subs = _submissions(args.notebook)
+        print(f"grading {len(subs)} submitted notebook(s), each in a fresh lab of its own, "
+              f"{args.at_once} at a time ...", file=sys.stderr)
+        report = grade_notebooks(subs, args.section, assignment, args.at_once, _progress)
+        print(report.table())
+        _write_reports(report, args)
+        return 0 if report.complete else 2
+    if assignment is None:
+        raise LabkitError("grade needs an assignment file, or --notebook SUBMISSION ...")
     names = args.labs or [args.lab]
     labs = [Lab(name, engine=args.engine, progress=_progress) for name in names]
     print(f"grading {len(labs)} lab(s) on '{assignment.title}' ({len(assignment.weights)} "
@@ -216,11 +250,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(report.grades[0].text())
     else:
         print(report.table())
-    for path, text in ((args.csv, report.to_csv), (args.json, report.to_json)):
-        if path:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text())
-            print(f"written: {path}")
+    _write_reports(report, args)
     return 0 if report.complete else 2
 
 
@@ -349,9 +379,19 @@ def build_parser() -> argparse.ArgumentParser:
             "sections or checks, weights, a pass mark): each check's points, the total, and "
             "the evidence of each failure; a class table as CSV and JSON. Exit 0 every lab "
             "graded, 2 a check could not observe somewhere (grade INCOMPLETE)")
-    p.add_argument("assignment", help="the assignment file (see assignments/ for examples)")
+    p.add_argument("assignment", nargs="?",
+                   help="the assignment file (see assignments/ for examples); with --notebook, "
+                        "default: every check of the submissions' section")
     p.add_argument("--labs", nargs="+", metavar="NAME",
                    help="grade these labs (several at once) instead of --lab")
+    p.add_argument("--notebook", nargs="+", metavar="SUBMISSION",
+                   help="grade submitted exercise notebooks (files or folders): each gets a "
+                        "fresh lab in its section's start state, its cells run there, then "
+                        "the checks probe that lab; the lab is removed afterwards")
+    p.add_argument("--section", metavar="S", help="with --notebook: the section, when the "
+                   "notebooks do not say (metadata labkit.section)")
+    p.add_argument("--at-once", type=int, default=2, metavar="N",
+                   help="with --notebook: labs graded at the same time (default 2)")
     p.add_argument("--csv", metavar="FILE", help="write the class table as CSV")
     p.add_argument("--json", metavar="FILE", help="write every grade, with evidence, as JSON")
     p = add("exercises", cmd_exercises, "write exercises/ from solutions/: every solution region "

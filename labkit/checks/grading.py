@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -114,10 +115,12 @@ def _course_order(weights: dict[str, float]) -> list[Check]:
 
 @dataclass
 class Grade:
-    """One lab graded against an assignment."""
+    """One lab (or submitted notebook) graded against an assignment. ``cell_errors``: the
+    errors a submitted notebook's cells raised when run (shown, never graded)."""
     lab: str
     assignment: Assignment
     report: Report
+    cell_errors: list[str] = field(default_factory=list)
 
     def points(self, result: Result) -> float:
         return self.assignment.weights[result.check_id] if result.passed else 0.0
@@ -144,6 +147,7 @@ class Grade:
     def to_dict(self) -> dict:
         return {"lab": self.lab, "score": self.score, "possible": self.assignment.possible,
                 "percent": round(self.percent, 1), "verdict": self.verdict,
+                "cell_errors": self.cell_errors,
                 "checks": [{**r.to_dict(), "points": self.points(r),
                             "possible": self.assignment.weights[r.check_id]}
                            for r in self.report.results]}
@@ -221,4 +225,94 @@ def grade(labs: Iterable[Lab], assignment: Assignment, at_once: int = 4,
         return result
     with ThreadPoolExecutor(max_workers=max(1, min(at_once, len(labs)))) as pool:
         grades = list(pool.map(one, labs))
+    return ClassReport(assignment, grades)
+
+
+# --- submitted notebooks ------------------------------------------------------------------
+
+#: Labs graded at once by default (``labkit grade --at-once``): each boots four hosts and
+#: runs a notebook's kernel; two keep a 2-core machine busy without timeouts.
+DEFAULT_AT_ONCE = 2
+
+
+def submission_section(path: Path) -> str:
+    """The course section a submitted notebook belongs to (its metadata ``labkit.section``,
+    as generated from the solution); AssignmentError if it does not say."""
+    import nbformat
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except (OSError, ValueError) as exc:
+        raise AssignmentError(f"cannot read the notebook {path}: {exc}") from exc
+    section = nb.metadata.get("labkit", {}).get("section")
+    if not section:
+        raise AssignmentError(f"{path} does not say which section it belongs to (notebook "
+                              "metadata labkit.section): give --section")
+    return str(section)
+
+
+def section_assignment(section: str, pass_mark: float = 100.0) -> Assignment:
+    """Every check of ``section``, one point each: the default for a submitted notebook.
+    It comes from the course, never from the submission (whose cells may be edited)."""
+    return Assignment.from_dict({"title": f"section {section}", "sections": [section],
+                                 "pass_mark": pass_mark}, f"section {section}")
+
+
+def run_notebook(path: Path, lab_name: str, timeout: float = 300) -> list[str]:
+    """Run every cell of the notebook at ``path`` in a fresh kernel talking to lab
+    ``lab_name`` (failing cells do not stop it); the errors it raised, one line each."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from labkit.topology import REPO_DIR
+    nb = nbformat.read(path, as_version=4)
+    path_var = os.pathsep.join(p for p in (str(REPO_DIR), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "LABKIT_LAB": lab_name, "PYTHONPATH": path_var}
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
+    return [f"cell {i + 1}: {o.ename}: {o.evalue}"[:300] for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+
+
+def grade_notebooks(paths: Iterable[Path], section: str | None = None,
+                    assignment: Assignment | None = None, at_once: int = DEFAULT_AT_ONCE,
+                    progress: Callable[[str], None] | None = None) -> ClassReport:
+    """Grade submitted notebooks: each gets a fresh lab of its own in its section's start
+    state, its cells run in that lab, then the section's checks run against the lab, and
+    the lab is removed. The grade comes only from probing the lab: what the notebook's
+    own check cells say (or whether they are there at all) does not count.
+
+    Notebooks are graded ``at_once`` at a time. The kernel runs the learner's code as the
+    user running this (root for the local engine): grade submissions you would run."""
+    from labkit.course.hardening import section as course_section
+    from labkit.lab import Lab
+    paths = [Path(p) for p in paths]
+    sections = {p: course_section(section or submission_section(p)).number for p in paths}
+    if assignment is None:
+        numbers = set(sections.values())
+        if len(numbers) > 1:
+            raise AssignmentError(f"the submissions belong to several sections "
+                                  f"({', '.join(sorted(numbers))}): grade them one section "
+                                  "at a time, or give an assignment")
+        assignment = section_assignment(numbers.pop())
+    say = progress or (lambda _msg: None)
+    stamp = f"{os.getpid() % 1000}"
+
+    def one(index_path: tuple[int, Path]) -> Grade:
+        index, path = index_path
+        lab = Lab(f"gr{stamp}-{index}", progress=None)
+        try:
+            say(f"  {path.name}: starting lab {lab.name}")
+            lab.up()
+            lab.start(sections[path])
+            errors = run_notebook(path, lab.name)
+            say(f"  {path.name}: cells run ({len(errors)} raised an error); checking the lab")
+            report = run_checks(lab, assignment.checks)
+        finally:
+            lab.down()
+        report.lab = path.name
+        result = Grade(path.name, assignment, report, errors)
+        say(f"  {path.name}: {result.score:g}/{assignment.possible:g} {result.verdict}")
+        return result
+    with ThreadPoolExecutor(max_workers=max(1, min(at_once, len(paths)))) as pool:
+        grades = list(pool.map(one, enumerate(paths)))
     return ClassReport(assignment, grades)

@@ -12,9 +12,12 @@ private.
 from __future__ import annotations
 
 import re
+import time
+import uuid
 from typing import TYPE_CHECKING
 
 from labkit.checks.base import CannotObserve, Verdict, check, failed, passed
+from labkit.checks.common import local_user, org
 
 if TYPE_CHECKING:
     from labkit.lab import Lab
@@ -175,3 +178,50 @@ def config_not_writable(lab: Lab) -> Verdict:
                       f"are writable by group or others: {names}{more}", evidence)
     return passed(f"none of {len(listing)} configuration files and directories is writable "
                   "by group or others", evidence)
+
+
+# --- guards: privileges taken away, mail still flows ----------------------------------------
+
+@check("privileges.mail_still_accepted", "Mail from outside is still accepted and delivered", S,
+       hosts=("relay", "internet", "server"), guard=True,
+       hint="an unprivileged session user must still read what the session needs: with "
+            "RunAsUser, the maps (access.db), the queue, the SASL database and the TLS keys "
+            "must belong to that user (Sendmail logs 'unsafe map file' or 'Permission "
+            "denied' in the relay's journal otherwise)", lesson=f"{LESSON}#runasuser")
+def mail_still_accepted(lab: Lab) -> Verdict:
+    fate = lab.send("internet", f"{local_user(lab)}@{org(lab)}",
+                    subject="labkit check: mail still flows")
+    evidence = f"{fate}\n{fate.transcript}"
+    if fate.status == "delivered":
+        return passed(f"a message from internet to {local_user(lab)}@{org(lab)} was delivered "
+                      f"({fate.where})", evidence)
+    if fate.status == "refused" and fate.reply is None:
+        raise CannotObserve(f"could not send from internet to the relay: {fate.where}")
+    return failed(f"a message from internet to {local_user(lab)}@{org(lab)} was "
+                  f"{fate.status}: {fate.reply if fate.status == 'refused' else fate.where}",
+                  evidence)
+
+
+@check("privileges.local_submission_works", "A local user can still send mail", S,
+       guard=True,
+       hint="local users submit through the set-group-id submission program, which must "
+            "still enter its queue (the QueueDirectory of submit.cf) as its group",
+       lesson=f"{LESSON}#msp")
+def local_submission_works(lab: Lab) -> Verdict:
+    user = local_user(lab)
+    token = f"labkit-submit-{uuid.uuid4().hex[:12]}"
+    command = (f"printf 'Subject: {token}\\n\\nlocal submission\\n' | "
+               f"/usr/sbin/sendmail -oi {user}; echo rc=$?")
+    res = lab.run("relay", ["su", "-s", "/bin/sh", user, "-c", command])
+    out = (res.stdout + res.stderr).strip()
+    evidence = f"{user}@relay$ {command}\n{out}"
+    if "rc=0" not in out:
+        return failed(f"{user}'s sendmail failed: {out.splitlines()[0] if out else res.returncode}",
+                      evidence)
+    deadline = time.monotonic() + 20
+    while token not in lab.mailbox(user, "relay"):
+        if time.monotonic() > deadline:
+            return failed(f"{user}'s message was accepted but not delivered within 20 s "
+                          "(still in a queue?)", evidence)
+        time.sleep(0.5)
+    return passed(f"{user} submitted a message and it was delivered", evidence)

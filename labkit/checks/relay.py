@@ -23,7 +23,9 @@ LESSON = "notebooks/04-relay.ipynb"
 
 @check("relay.closed_from_outside", "No relay trick works from outside", S, hosts=("relay", "internet"),
        hint="who may relay is decided by the access map (/etc/mail/access, 'Connect:' "
-            "lines with RELAY) and relay-domains: only the LAN should be there",
+            "lines with RELAY), and by relay-domains, which names the domains the relay takes "
+            "mail for and also lets clients whose names are in them relay: only the LAN "
+            "should be allowed",
        lesson=f"{LESSON}#matrix")
 def closed_from_outside(lab: Lab) -> Verdict:
     matrix = lab.relay_matrix("internet", "relay", wait=8.0)
@@ -102,8 +104,9 @@ def known_recipients_accepted(lab: Lab) -> Verdict:
 
 
 @check("relay.no_uucp", "UUCP bang paths are refused, even from the LAN", S,
-       hint="a bang path (host!user) is one more way to smuggle a relay: FEATURE(`nouucp', "
-            "`reject') refuses it", lesson=f"{LESSON}#uucp")
+       hint="a bang path (host!user) is one more way to smuggle a relay: Sendmail's UUCP "
+            "address handling can be switched off (see the nouucp feature in cf/README)",
+       lesson=f"{LESSON}#uucp")
 def no_uucp(lab: Lab) -> Verdict:
     bang = f"{outside(lab)}!victim"
     with lab.smtp("client", "relay") as s:

@@ -222,7 +222,7 @@ def harden_postfix(engine: Engine) -> list[ApplyResult]:
     engine.write_file("server", "/etc/postfix/tls/server.key", issued.key_pem, "0600")
     engine.write_file("server", "/etc/postfix/tls/lab-ca.crt", ca.cert_pem, "0644")
     inside = topo.networks["inside"].subnet
-    results = [pf.set({
+    return [pf.change(params={
         "smtpd_banner": "$myhostname ESMTP",
         "disable_vrfy_command": "yes",
         "mynetworks": f"127.0.0.0/8 [::1]/128 {inside}",
@@ -241,13 +241,10 @@ def harden_postfix(engine: Engine) -> list[ApplyResult]:
         "smtpd_tls_security_level": "may",
         "smtp_tls_security_level": "may",
         "smtpd_discard_ehlo_keywords": "dsn, etrn",
-    })]
-    results.append(pf.set_table(
-        "/etc/postfix/header_checks",
+        "header_checks": "regexp:/etc/postfix/header_checks",
+    }, tables={"/etc/postfix/header_checks": (
         "/^Subject:.*(lottery|viagra)/ REJECT 5.7.1 Message refused by the lab's header checks\n",
-        kind="regexp", params={"header_checks": "regexp:/etc/postfix/header_checks"}))
-    results.append(pf.set_service_field("smtp/inet", "chroot", "y"))
-    return results
+        "regexp")}, fields={"smtp/inet/chroot": "y"})]
 
 
 SECTIONS: tuple[Section, ...] = (

@@ -149,6 +149,7 @@ class LocalEngine(Engine):
             progress(f"clearing what a stopped run of lab {self.lab!r} left behind")
             self._teardown()
         images = imagelib.ensure_images(self.topology, progress)
+        preflight.ensure_inotify_room(progress)
         started = time.monotonic()
         try:
             with signals_interrupt():

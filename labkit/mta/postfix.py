@@ -128,6 +128,23 @@ class Postfix:
             commands.append(["postconf", "-e", *(f"{k}={v}" for k, v in params.items())])
         return self.transaction(commands, check, stdin_content=stdin_content)
 
+    def change(self, params: dict[str, str] | None = None,
+               tables: dict[str, tuple[str, str]] | None = None,
+               fields: dict[str, str] | None = None, check: bool = True) -> ApplyResult:
+        """Several changes as ONE validated transaction (one check, one reload): lookup
+        ``tables`` ({path: (content, kind)}, postmapped when hashed), ``params`` (postconf
+        -e) and master.cf ``fields`` ({"smtp/inet/chroot": "y"}, postconf -F)."""
+        commands: list = []
+        for path, (content, kind) in (tables or {}).items():
+            commands.append((["install", "-D", "-m", "0644", "/dev/stdin", path], content))
+            if kind in ("hash", "btree", "cdb", "lmdb"):
+                commands.append(["postmap", f"{kind}:{path}"])
+        if params:
+            commands.append(["postconf", "-e", *(f"{k}={v}" for k, v in params.items())])
+        for name, value in (fields or {}).items():
+            commands.append(["postconf", "-F", f"{name}={value}"])
+        return self.transaction(commands, check)
+
     def apply_hand_edits(self, check: bool = True) -> ApplyResult:
         """Validate main.cf and master.cf as the learner left them, and reload.
 
@@ -151,13 +168,19 @@ class Postfix:
                 raise ConfigRejected(result)
         return result
 
-    def transaction(self, commands: list[list[str]], check: bool = True,
+    def transaction(self, commands: list, check: bool = True,
                     stdin_content: str | None = None) -> ApplyResult:
-        """Run ``commands`` on the host as one validated change (see the module doc)."""
-        body = "\n".join(shlex.join(c) + (' <<"LABKIT_EOF"\n' + stdin_content + "\nLABKIT_EOF"
-                                          if stdin_content is not None and c[:2] == ["install", "-D"]
-                                          else "")
-                         for c in commands)
+        """Run ``commands`` on the host as one validated change (see the module doc). A
+        command is an argv list, or an (argv, text) pair whose text is its standard input;
+        ``stdin_content`` is the standard input of the (first) ``install -D`` command."""
+        lines = []
+        for c in commands:
+            argv, text = c if isinstance(c, tuple) else (c, None)
+            if text is None and stdin_content is not None and argv[:2] == ["install", "-D"]:
+                text, stdin_content = stdin_content, None
+            heredoc = ' <<"LABKIT_EOF"\n' + text.rstrip("\n") + "\nLABKIT_EOF" if text is not None else ""
+            lines.append(shlex.join(argv) + heredoc)
+        body = "\n".join(lines)
         script = (f"change() {{\n{body}\n}}\n"
                   + (SCRIPTS / "postfix-transaction.sh").read_text())
         result, lines = run_pipeline(self.engine, self.host, script,

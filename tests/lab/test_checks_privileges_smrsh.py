@@ -148,3 +148,26 @@ def test_smtp_checks_give_error_not_a_verdict_when_sendmail_is_down(state):
         assert "could not observe" in report[check_id].summary
     for check_id in on_host:  # what the host's files show needs no daemon
         assert report[check_id].status is Status.PASSED, report[check_id]
+
+
+# --- guards: privileges overdone --------------------------------------------------------------
+
+def test_run_as_user_that_cannot_read_the_maps_fails_the_mail_guard(state):
+    """mail:mail passes the session-user check, but cannot read access.db (0640
+    smmta:smmsp): Sendmail answers every message 451 4.3.0."""
+    state.set()
+    state.changed()
+    Sendmail(state.lab.engine).set_run_as_user("mail", "mail")
+    report = run(state.lab, "privileges.session_not_root", "privileges.mail_still_accepted")
+    assert statuses(report) == {"privileges.session_not_root": "passed",
+                                "privileges.mail_still_accepted": "failed"}, report.table()
+    assert "4.3.0" in report["privileges.mail_still_accepted"].summary
+
+
+def test_an_msp_queue_closed_to_its_group_fails_the_submission_guard(state):
+    state.set()
+    state.changed()
+    state.lab.run("relay", ["chmod", "2700", "/var/spool/mqueue-client"]).check()
+    report = run(state.lab, "privileges.msp_queue_private", "privileges.local_submission_works")
+    assert statuses(report) == {"privileges.msp_queue_private": "passed",
+                                "privileges.local_submission_works": "failed"}, report.table()

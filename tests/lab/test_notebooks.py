@@ -14,7 +14,7 @@ from nbclient import NotebookClient
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
-LESSONS = sorted((REPO / "notebooks").glob("*.ipynb"))
+LESSONS = sorted((REPO / "notebooks").glob("[0-9]*.ipynb"))  # README.ipynb: the index
 SOLUTIONS = sorted((REPO / "solutions").glob("*.ipynb"))
 EXERCISES = sorted((REPO / "exercises").glob("*.ipynb"))
 

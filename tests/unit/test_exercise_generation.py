@@ -70,3 +70,15 @@ def test_generation_writes_exercises_and_reports_stale_ones(tmp_path):
 
 def test_committed_exercises_are_what_the_solutions_give():
     assert notebooks.stale() == [], "run: labkit exercises"
+
+
+def test_the_first_page_links_every_lesson_and_exercise():
+    import json
+
+    from labkit.topology import REPO_DIR
+    index = json.loads((REPO_DIR / "notebooks" / "README.ipynb").read_text())
+    text = "".join("".join(c["source"]) for c in index["cells"])
+    for lesson in (REPO_DIR / "notebooks").glob("[0-9]*.ipynb"):
+        assert f"({lesson.name})" in text, lesson.name
+    for exercise in (REPO_DIR / "exercises").glob("*.ipynb"):
+        assert f"(../exercises/{exercise.name})" in text, exercise.name
