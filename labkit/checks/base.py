@@ -130,12 +130,17 @@ class Result:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
+        return self.html()
+
+    def html(self, evidence: bool = True) -> str:
+        """The result as HTML (escaped): state, id, title, observation, hint where it did
+        not pass, and the evidence folded (unless ``evidence`` is False)."""
         colour = COLOURS
         e = html.escape
         hint = (f"<div><b>What to do:</b> {e(self.hint)}</div>"
                 if self.status is not Status.PASSED and self.hint else "")
         evidence = (f"<details><summary>evidence</summary><pre style='white-space:pre-wrap'>"
-                    f"{e(self.evidence)}</pre></details>" if self.evidence else "")
+                    f"{e(self.evidence)}</pre></details>" if self.evidence and evidence else "")
         return (f"<div style='border-left:4px solid {colour[self.status]};padding:2px 8px;"
                 f"margin:4px 0'><b style='color:{colour[self.status]}'>"
                 f"{e(self.status.value.upper())}</b> <code>{e(self.check_id)}</code> "

@@ -273,6 +273,21 @@ def run_notebook(path: Path, lab_name: str, timeout: float = 300) -> list[str]:
             if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
 
 
+def _boot(lab: Lab, section: str, say: Callable[[str], None], tries: int = 2) -> None:
+    """Start ``lab`` in ``section``'s start state; a lab that does not boot (a busy
+    machine) is removed and started once more before giving up."""
+    for attempt in range(1, tries + 1):
+        try:
+            lab.up()
+            lab.start(section)
+            return
+        except LabkitError as exc:
+            lab.down()
+            if attempt == tries:
+                raise
+            say(f"  lab {lab.name} did not start ({str(exc).splitlines()[0]}): trying again")
+
+
 def grade_notebooks(paths: Iterable[Path], section: str | None = None,
                     assignment: Assignment | None = None, at_once: int = DEFAULT_AT_ONCE,
                     progress: Callable[[str], None] | None = None) -> ClassReport:
@@ -302,10 +317,12 @@ def grade_notebooks(paths: Iterable[Path], section: str | None = None,
         lab = Lab(f"gr{stamp}-{index}", progress=None)
         try:
             say(f"  {path.name}: starting lab {lab.name}")
-            lab.up()
-            lab.start(sections[path])
+            _boot(lab, sections[path], say)
             errors = run_notebook(path, lab.name)
             say(f"  {path.name}: cells run ({len(errors)} raised an error); checking the lab")
+            report = run_checks(lab, assignment.checks)
+        except LabkitError as exc:  # no lab to run the cells in: every check an error
+            errors = [f"the lab did not start: {exc}"]
             report = run_checks(lab, assignment.checks)
         finally:
             lab.down()

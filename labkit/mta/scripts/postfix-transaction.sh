@@ -26,6 +26,9 @@ restore() {
 say change
 if ! change > "$work/change.out" 2>&1; then cat "$work/change.out"; restore; fi
 say check
+# Postfix reads a configuration file only once it is a second old (it waits for a file
+# being written to settle): the change is complete, so its files are dated back.
+touch -d "@$(( $(date +%s) - 2 ))" /etc/postfix/main.cf /etc/postfix/master.cf
 postconf -n > "$work/postconf.new" 2> "$work/postconf.err"
 if [ -s "$work/postconf.err" ]; then cat "$work/postconf.err"; restore; fi
 if ! postfix check > "$work/check.out" 2>&1 || [ -s "$work/check.out" ]; then cat "$work/check.out"; restore; fi
@@ -48,9 +51,10 @@ for _ in $(seq 1 50); do
     fi
     sleep 0.1
 done
-reply=$( (sleep 0.3; printf 'EHLO labkit.check\r\n'; sleep 0.2; printf 'MAIL FROM:<labkit-check@example.net>\r\n'; sleep 0.2
-          printf "RCPT TO:<postmaster@%s>\r\n" "$org"; sleep 0.3; printf 'RSET\r\nQUIT\r\n') | nc -w 5 127.0.0.1 25)
-sleep 0.3
+# One test session, each reply awaited (swaks), its server lines kept ("<-" and "<**").
+reply=$(swaks --server 127.0.0.1 --helo labkit.check --from labkit-check@example.net \
+              --to "postmaster@$org" --quit-after RCPT --timeout 5 2>&1 | sed -n 's/^<[-*]* *//p')
+sleep 0.2
 # (journalctl's -t filter was seen to miss fresh entries: the identifiers are grepped)
 postfix_log() {
     journalctl --after-cursor="$mark" --no-pager -o short \
