@@ -181,13 +181,25 @@ class Lab:
 
     def tls(self, vantage: str, target: str = "relay", port: int = 25,
             client: str | None = None) -> probes.TlsReport:
-        """STARTTLS on ``target`` from ``vantage``, verified against the lab CA.
+        """STARTTLS on ``target`` from ``vantage``, verified against the lab CA; on port
+        465, SMTPS (TLS from the first byte).
 
         ``client``: a host whose lab certificate the probe presents (e.g. "client").
         """
         ca = pki.LabCA()
         return probes.tls_report(self.engine, vantage, target, port, ca.cert_pem,
-                                 self._certificate_of(ca, client))
+                                 self._certificate_of(ca, client), implicit=port == 465)
+
+    def smtps(self, vantage: str, target: str = "relay", port: int = 465,
+              verify: bool = True) -> probes.SmtpSession:
+        """An SMTPS session (port 465: TLS first, then the greeting) from ``vantage`` to
+        ``target``, its certificate verified against the lab CA unless ``verify`` is False.
+
+        >>> with lab.smtps("internet", "relay") as s:
+        ...     s.ehlo(); print(s.tls)
+        """
+        ca = pki.LabCA() if verify else None
+        return probes.smtps(self.engine, vantage, target, port, ca.cert_pem if ca else None)
 
     def smtp_tls(self, vantage: str, target: str = "relay", port: int = 25,
                  client: str | None = None, timeout: float = 10.0) -> probes.SmtpSession:
@@ -268,6 +280,22 @@ class Lab:
             yield address
         finally:
             self.run("internet", f"mv {data}.labkit-saved {data} && {reload}").check()
+
+    @contextmanager
+    def impostor_server(self, stands_for: str = "server", via: str = "relay"
+                        ) -> Iterator[probes.Impostor]:
+        """While the block runs, ``via``'s SMTP connections to ``stands_for`` reach a
+        stand-in on ``internet`` whose certificate the lab CA did not sign (it names the
+        right host, self-signed): does the relay hand it mail? Removed afterwards,
+        whatever happens. See labkit.probes.impostor.
+
+        >>> with lab.impostor_server() as impostor:
+        ...     lab.send("internet", "jo@example.com", wait=5)
+        ...     print(impostor.messages())
+        """
+        from labkit.probes.impostor import impostor_server
+        with impostor_server(self.engine, stands_for, via) as impostor:
+            yield impostor
 
     # what the lab's own services recorded
     def sink_messages(self) -> list[SinkMessage]:

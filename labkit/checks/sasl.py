@@ -1,5 +1,5 @@
-"""Section 06, SMTP AUTH on the relay: no password in clear, only real passwords, and a
-user who logs in may relay.
+"""Section 06, SMTP AUTH on the relay: no password in clear, only real passwords, a user
+who logs in may relay, and the submission port 587 takes mail only from users who log in.
 
 Probed from ``internet`` (a road warrior outside the organisation) against the relay's
 Sendmail, and on the relay as an unprivileged local user. The mechanisms are whatever
@@ -17,7 +17,7 @@ from labkit.checks.base import CannotObserve, Verdict, check, failed, passed
 from labkit.checks.common import fqdn, local_user, org, outside
 from labkit.probes.auth import MECHANISMS, authenticate, offered
 from labkit.probes.mailflow import send_and_follow
-from labkit.probes.smtp import Reply, SmtpSession
+from labkit.probes.smtp import Reply, SmtpError, SmtpSession
 from labkit.probes.tls import start_tls
 
 if TYPE_CHECKING:
@@ -37,12 +37,13 @@ def _password(lab: Lab) -> str:
     return str(lab.topology.mail["password"])
 
 
-def _login_session(lab: Lab, user: str, vantage: str = "internet") -> tuple[SmtpSession, str]:
+def _login_session(lab: Lab, user: str, vantage: str = "internet",
+                   port: int = 25) -> tuple[SmtpSession, str]:
     """A session from ``vantage`` to the relay where AUTH can be tried, and the mechanism
     to try: one offered in clear if any (not PLAIN or LOGIN first), else one offered after
     STARTTLS (the certificate is not verified: that is section 07's business). The
     session is open (close it); CannotObserve if AUTH is offered nowhere."""
-    s = lab.smtp(vantage, "relay")
+    s = lab.smtp(vantage, "relay", port)
     try:
         s.ehlo(fqdn(lab, vantage))
         mechs = offered(s)
@@ -225,3 +226,57 @@ def sasldb_private(lab: Lab) -> Verdict:
     if mode & 0o006:
         return failed(f"{path} is {mode:04o}: other users have access", evidence)
     return passed(f"{path} is {mode:04o}; {user} cannot read it", evidence)
+
+
+SUBMISSION = 587
+
+
+@check("sasl.submission_requires_auth", "The submission port 587 takes mail only from users who "
+       "log in, and lets them send to the outside", S, hosts=("relay", "internet"),
+       hint="roaming users hand in their mail on port 587 (RFC 6409): the DAEMON_OPTIONS "
+            "line of sendmail.mc for Port=submission must listen on every address, and one of "
+            "its M= modifiers makes Sendmail ask for AUTH before MAIL (see the modifiers in "
+            "cf/README); without it, anyone may hand mail in there",
+       lesson=f"{LESSON}#submission")
+def submission_requires_auth(lab: Lab) -> Verdict:
+    user = local_user(lab)
+    sender, local, far = f"{user}@{org(lab)}", f"{user}@{org(lab)}", f"someone@{outside(lab)}"
+    try:
+        with lab.smtp("internet", "relay", SUBMISSION) as s:
+            s.ehlo(fqdn(lab, "internet"))
+            replies = [s.mail(sender)]
+            if replies[0].positive:
+                replies.append(s.rcpt(local))
+            s.rset()
+    except (SmtpError, OSError) as exc:
+        try:
+            with lab.smtp("internet", "relay"):
+                pass
+        except (SmtpError, OSError) as down:
+            raise CannotObserve(f"the relay does not answer on port 25 either: {down}") from down
+        return failed(f"nothing answers on port {SUBMISSION} of the relay from internet: "
+                      f"roaming users have no submission port ({exc})")
+    anonymous = str(s.transcript)
+    if all(r.positive for r in replies):
+        return failed(f"port {SUBMISSION} took MAIL FROM and RCPT TO <{local}> from a client "
+                      "that never logged in", anonymous)
+    try:
+        s2, mech = _login_session(lab, user, port=SUBMISSION)
+    except _NoAuth as exc:
+        return failed(f"port {SUBMISSION} refuses clients that have not logged in, but offers "
+                      f"no way to log in: {exc}", f"{anonymous}\n---\n{exc.transcript}")
+    with s2:
+        login = authenticate(s2, mech, user, _password(lab), fqdn(lab, "relay"))
+        after = [login]
+        if login.code == 235:
+            after += [s2.mail(sender), s2.rcpt(far)]
+            s2.rset()
+    evidence = f"{anonymous}\n---\n{s2.transcript}"
+    if login.code != 235:
+        return failed(f"{user} cannot log in with {mech} on port {SUBMISSION}: {login}", evidence)
+    if not all(r.positive for r in after):
+        return failed(f"{user} logged in ({mech}) on port {SUBMISSION} but may not send to "
+                      f"<{far}>: {after[-1]}", evidence)
+    return passed(f"port {SUBMISSION} refuses a client that has not logged in "
+                  f"({replies[-1]}); after AUTH {mech} as {user} it takes mail for <{far}>",
+                  evidence)

@@ -1,6 +1,7 @@
 """Section 07, STARTTLS on the relay: offered, with a certificate a careful client
-accepts, a private key, TLS recorded in Received:, and relaying for clients that present
-a lab-CA certificate.
+accepts, a private key, TLS recorded in Received:, relaying for clients that present a
+lab-CA certificate, SMTPS on port 465, and mail handed to the internal server only when its
+certificate verifies (shown with a stand-in server whose certificate does not).
 
 Probed from ``internet`` against the relay's Sendmail. Only the key's protection is read
 from the host: which key Sendmail uses is in the effective sendmail.cf (ServerKeyFile),
@@ -10,13 +11,15 @@ and no SMTP client can see a file mode.
 from __future__ import annotations
 
 import re
+import time
+import uuid
 from typing import TYPE_CHECKING
 
 from labkit import pki
 from labkit.checks.base import CannotObserve, Verdict, check, failed, passed
 from labkit.checks.common import delivered, fqdn, header_fields, local_user, org, outside
 from labkit.probes.mailflow import MessageFate, send_and_follow
-from labkit.probes.smtp import SmtpSession, SmtpTlsError
+from labkit.probes.smtp import SmtpError, SmtpSession, SmtpTlsError
 from labkit.probes.tls import start_tls
 
 if TYPE_CHECKING:
@@ -193,3 +196,112 @@ def certificate_relay(lab: Lab) -> Verdict:
                       f"{fate.reply or fate.bounce}", evidence)
     raise CannotObserve(f"the message sent with a certificate was neither refused nor at the "
                         f"outside sink: {fate}")
+
+
+def _relay_answers(lab: Lab) -> None:
+    """CannotObserve unless the relay greets on port 25: a closed port 465 then says
+    something about the relay, not about a relay that is down."""
+    try:
+        with lab.smtp("internet", "relay"):
+            pass
+    except (SmtpError, OSError) as exc:
+        raise CannotObserve(f"the relay does not answer on port 25 either: {exc}") from exc
+
+
+@check("tls.smtps", "SMTPS on port 465 beside STARTTLS, with the relay's verified certificate", S,
+       hosts=("relay", "internet"),
+       hint="clients that speak TLS from the first byte (RFC 8314) connect to port 465: "
+            "sendmail.mc needs a second DAEMON_OPTIONS line for Port=smtps whose M= modifier "
+            "starts TLS on connecting; it serves the certificate STARTTLS uses "
+            "(confSERVER_CERT)",
+       lesson=f"{LESSON}#smtps")
+def smtps(lab: Lab) -> Verdict:
+    report = lab.tls("internet", "relay", 465)
+    if not report.offered:
+        _relay_answers(lab)
+        return failed(f"nothing speaks SMTPS on port 465 of the relay: {report.error}",
+                      str(report))
+    evidence = f"{report}\n{report.transcript}"
+    if not report.verified:
+        return failed(f"port 465 speaks TLS, but its certificate does not verify for "
+                      f"{fqdn(lab, 'relay')}: {report.verify_error}", evidence)
+    return passed(f"port 465: {report.version} from the first byte, then the SMTP greeting; "
+                  f"certificate verified for {fqdn(lab, 'relay')}", evidence)
+
+
+#: Sendmail's "250 2.0.0 6AU2KlLG000176 Message accepted for delivery".
+_QUEUE_ID = re.compile(r"\b([0-9A-Za-z]{14,16})\b")
+
+
+def _hand_in(lab: Lab, rcpt: str, subject: str) -> tuple[str, str, str]:
+    """Hand a message for ``rcpt`` to the relay from internet; (message-id, queue id,
+    transcript). CannotObserve if the relay does not take it."""
+    msgid = f"<labkit-{uuid.uuid4().hex[:16]}@{fqdn(lab, 'internet')}>"
+    sender = f"internet-user@{outside(lab)}"
+    with lab.smtp("internet", "relay") as s:
+        s.ehlo(fqdn(lab, "internet"))
+        replies = [s.mail(sender), s.rcpt(rcpt)]
+        if all(r.positive for r in replies):
+            replies.append(s.data(f"From: <{sender}>\r\nTo: <{rcpt}>\r\nSubject: {subject}\r\n"
+                                  f"Message-ID: {msgid}\r\n\r\nA probe of the relay's TLS "
+                                  "policy.\r\n"))
+    transcript = str(s.transcript)
+    if not all(r.positive for r in replies):
+        raise CannotObserve(f"the relay does not take mail for {rcpt} from internet: "
+                            f"{replies[-1]}")
+    m = _QUEUE_ID.search(replies[-1].text)
+    return msgid, (m.group(1) if m else ""), transcript
+
+
+@check("tls.relay_verifies_server", "The relay hands mail to the internal server only over TLS "
+       "with a certificate it verified", S, hosts=("relay", "server", "internet"), exclusive=True,
+       hint="an entry TLS_Srv:server.example.com VERIFY in the relay's access map (cf/README, "
+            "'TLS_Srv') makes Sendmail verify the server's certificate against confCACERT "
+            "before it hands mail on; the server then needs a certificate from the lab CA "
+            "(smtpd_tls_cert_file and smtpd_tls_key_file in its main.cf), or mail for it waits "
+            "in the relay's queue", lesson=f"{LESSON}#policy")
+def relay_verifies_server(lab: Lab) -> Verdict:
+    rcpt = f"{local_user(lab)}@{org(lab)}"
+    genuine = lab.send("internet", rcpt, subject="labkit check: to the server over TLS", wait=15)
+    if genuine.status == "refused":
+        raise CannotObserve(f"the relay does not take mail for {rcpt} from internet: {genuine}")
+    if genuine.status != "delivered":
+        return failed(f"mail from outside for {rcpt} does not reach the internal server: "
+                      f"{genuine}", genuine.transcript)
+    qid = ""
+    try:
+        with lab.impostor_server() as impostor:
+            mark = lab.log_mark("relay")
+            msgid, qid, transcript = _hand_in(lab, rcpt, "labkit check: to a stand-in server")
+            deadline = time.monotonic() + 15
+            nudged = False
+            while True:
+                taken = [m for m in impostor.messages() if msgid in m["data"]]
+                held = [ln for ln in lab.logs_since("relay", mark)
+                        if qid and qid in ln and "stat=Deferred" in ln]
+                if taken or held:
+                    break
+                if time.monotonic() > deadline:
+                    raise CannotObserve(f"the message for {rcpt} ({qid or 'no queue id'}) was "
+                                        "neither handed to the stand-in server nor held by "
+                                        "the relay within 15 s")
+                if qid and not nudged and time.monotonic() > deadline - 10:
+                    lab.run("relay", ["sendmail", f"-qI{qid}"])  # a relay that only queues
+                    nudged = True
+                time.sleep(0.3)
+            events = "\n".join(f"stand-in: {e['event']} from {e['peer']}"
+                               f"{' over TLS' if e['tls'] else ''}" for e in impostor.events())
+            tls_lines = [ln for ln in lab.logs_since("relay", mark)
+                         if "tls_" in ln or "STARTTLS" in ln or (qid and qid in ln)]
+    finally:
+        if qid:
+            lab.run("relay", ["sh", "-c", f"rm -f /var/spool/mqueue/[qdxtQ]f{qid}"])
+    evidence = (f"genuine server: {genuine}\n---\n{transcript}\n{events}\n"
+                + "\n".join(tls_lines))
+    name = fqdn(lab, "server")
+    if taken:
+        how = "over TLS" if taken[0]["tls"] else "without TLS"
+        return failed(f"the relay handed a message for {rcpt} ({how}) to a stand-in for {name} "
+                      "whose certificate the lab CA did not sign (self-signed)", evidence)
+    return passed(f"mail for {rcpt} reached {name}; a stand-in with a self-signed certificate "
+                  f"got none: the relay held it ({held[0].split('stat=', 1)[-1]})", evidence)

@@ -132,12 +132,21 @@ def harden_rbl(engine: Engine) -> list[ApplyResult]:
     return [Sendmail(engine).change(lambda mc: mc.add_feature("dnsbl", zone, message))]
 
 
+#: The submission port for roaming users (RFC 6409): ETRN refused, AUTH required.
+SUBMISSION_DAEMON = "Family=inet, Name=MSP-v4, Port=submission, M=Ea"
+#: SMTPS beside STARTTLS (RFC 8314): TLS from the first byte on port 465.
+SMTPS_DAEMON = "Family=inet, Name=MTA-SSL, Port=smtps, M=s"
+
+
 def harden_sasl(engine: Engine) -> list[ApplyResult]:
-    """06: no plain-text mechanisms without TLS, no anonymous logins; the SASL secrets
+    """06: no plain-text mechanisms without TLS, no anonymous logins; the submission port
+    587 for roaming users takes mail only from users who log in (M=Ea); the SASL secrets
     (/etc/sasldb2) closed to other users. Its owner (root, or the RunAsUser section 01
     handed it to) and group sasl still read it, as Debian's update_auth leaves it."""
     engine.run("relay", ["chmod", "o-rwx,g-wx", "/etc/sasldb2"]).check()
-    return [Sendmail(engine).change(lambda mc: mc.set_define("confAUTH_OPTIONS", "A,p,y"))]
+    return [Sendmail(engine).change(lambda mc: (
+        mc.set_define("confAUTH_OPTIONS", "A,p,y"),
+        mc.set_daemon_options("MSP-v4", SUBMISSION_DAEMON)))]
 
 
 def xtext(text: str) -> str:
@@ -154,11 +163,34 @@ def certificate_relay_line(ca: pki.LabCA) -> str:
     return f"CERTISSUER:{xtext(issuer)}\tRELAY"
 
 
+def install_server_tls(engine: Engine) -> dict[str, str]:
+    """A certificate from the lab CA for the internal server's Postfix, its key 0600; the
+    main.cf parameters that serve it (STARTTLS offered, not required)."""
+    ca = pki.LabCA()
+    issued = pki.issue_for_host(ca, engine.topology.host("server"))
+    engine.write_file("server", "/etc/postfix/tls/server.crt", issued.cert_pem, "0644")
+    engine.write_file("server", "/etc/postfix/tls/server.key", issued.key_pem, "0600")
+    engine.write_file("server", "/etc/postfix/tls/lab-ca.crt", ca.cert_pem, "0644")
+    return {"smtpd_tls_cert_file": "/etc/postfix/tls/server.crt",
+            "smtpd_tls_key_file": "/etc/postfix/tls/server.key",
+            "smtpd_tls_CAfile": "/etc/postfix/tls/lab-ca.crt",
+            "smtpd_tls_security_level": "may"}
+
+
+def server_tls_policy_line(engine: Engine) -> str:
+    """The relay's access map entry: hand mail to the internal server only over TLS with
+    a certificate the lab CA signed (Sendmail's tls_server ruleset, cf/README)."""
+    return f"TLS_Srv:{engine.topology.host('server').fqdn}\tVERIFY"
+
+
 def harden_starttls(engine: Engine) -> list[ApplyResult]:
     """07: a certificate for the relay from the lab CA, its key readable by its user only;
-    clients with a certificate from the lab CA may relay (CERTISSUER in the access map)."""
+    SMTPS on port 465 beside STARTTLS; clients with a certificate from the lab CA may relay
+    (CERTISSUER in the access map); the relay hands mail to the internal server only over
+    TLS with a verified certificate (TLS_Srv), and the server has one from the lab CA."""
     ca = pki.LabCA()
     issued = pki.issue_for_host(ca, engine.topology.host("relay"))
+    results = [Postfix(engine).change(params=install_server_tls(engine))]
     sm = Sendmail(engine)
     paths = sm.install_tls(issued.cert_pem, issued.key_pem, ca.cert_pem)
 
@@ -170,13 +202,19 @@ def harden_starttls(engine: Engine) -> list[ApplyResult]:
         mc.set_define("confSERVER_KEY", paths["key"])
         mc.set_define("confCLIENT_CERT", paths["cert"])
         mc.set_define("confCLIENT_KEY", paths["key"])
-    results = [sm.change(edit)]
+        mc.set_daemon_options("MTA-SSL", SMTPS_DAEMON)
+    results.append(sm.change(edit))
     access = engine.read_file("relay", "/etc/mail/access")
-    line = certificate_relay_line(ca)
-    if line not in access.splitlines():
-        note = "# Clients with a certificate from the lab CA may relay.\n"
-        access = access.rstrip("\n") + "\n" + note + line + "\n"
-        results.append(sm.set_map("access", access))
+    lines = access.splitlines()
+    added = ""
+    if certificate_relay_line(ca) not in lines:
+        added += ("# Clients with a certificate from the lab CA may relay.\n"
+                  + certificate_relay_line(ca) + "\n")
+    if server_tls_policy_line(engine) not in lines:
+        added += ("# Mail for the internal server goes only over TLS, its certificate verified.\n"
+                  + server_tls_policy_line(engine) + "\n")
+    if added:
+        results.append(sm.set_map("access", access.rstrip("\n") + "\n" + added))
     return results
 
 
@@ -216,11 +254,7 @@ def harden_postfix(engine: Engine) -> list[ApplyResult]:
     DNSBL, header checks, a quiet banner, no VRFY, TLS with a lab certificate."""
     topo = engine.topology
     pf = Postfix(engine)
-    ca = pki.LabCA()
-    issued = pki.issue_for_host(ca, topo.host("server"))
-    engine.write_file("server", "/etc/postfix/tls/server.crt", issued.cert_pem, "0644")
-    engine.write_file("server", "/etc/postfix/tls/server.key", issued.key_pem, "0600")
-    engine.write_file("server", "/etc/postfix/tls/lab-ca.crt", ca.cert_pem, "0644")
+    tls = install_server_tls(engine)
     inside = topo.networks["inside"].subnet
     return [pf.change(params={
         "smtpd_banner": "$myhostname ESMTP",
@@ -235,10 +269,7 @@ def harden_postfix(engine: Engine) -> list[ApplyResult]:
         "smtpd_sender_restrictions": f"reject_rhsbl_sender {topo.dnsbl['domain_zone']}, "
                                      "reject_non_fqdn_sender, reject_unknown_sender_domain",
         "smtpd_recipient_restrictions": "permit_mynetworks, reject_unauth_destination",
-        "smtpd_tls_cert_file": "/etc/postfix/tls/server.crt",
-        "smtpd_tls_key_file": "/etc/postfix/tls/server.key",
-        "smtpd_tls_CAfile": "/etc/postfix/tls/lab-ca.crt",
-        "smtpd_tls_security_level": "may",
+        **tls,
         "smtp_tls_security_level": "may",
         "smtpd_discard_ehlo_keywords": "dsn, etrn",
         "header_checks": "regexp:/etc/postfix/header_checks",

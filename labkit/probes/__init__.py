@@ -12,9 +12,10 @@ import ipaddress
 from labkit.engines.base import Engine
 from labkit.probes.auth import MECHANISMS, AuthReport, authenticate, offered
 from labkit.probes.dns import DnsProbe
+from labkit.probes.impostor import Impostor
 from labkit.probes.relay import RelayMatrix, relay_matrix, relay_variants
 from labkit.probes.smtp import SmtpSession
-from labkit.probes.tls import TlsReport, inspect_starttls
+from labkit.probes.tls import TlsReport, inspect_smtps, inspect_starttls, smtps_session
 
 
 def resolve_target(engine: Engine, vantage: str, target: str) -> str:
@@ -46,6 +47,18 @@ def smtp_session(engine: Engine, vantage: str, target: str = "relay", port: int 
     return SmtpSession(sock, timeout=timeout, peer=f"{target} ({address}:{port}) from {where}")
 
 
+def smtps(engine: Engine, vantage: str, target: str = "relay", port: int = 465,
+          ca_pem: str | None = None, client: tuple[str, str] | None = None,
+          timeout: float = 10.0) -> SmtpSession:
+    """An SMTPS session (TLS first, then the greeting) from ``vantage`` to ``target``,
+    the certificate verified against ``ca_pem`` and ``target``'s name if given."""
+    topo = engine.topology
+    name = topo.host(target).fqdn if target in topo.hosts else target
+    address = resolve_target(engine, vantage, target)
+    return smtps_session(lambda: engine.connect(vantage, address, port, timeout), name, ca_pem,
+                         client, timeout, peer=f"{target} ({address}:{port}) from {vantage}")
+
+
 def dns_probe(engine: Engine, vantage: str, timeout: float = 5.0) -> DnsProbe:
     """DNS look-ups as ``vantage`` makes them, through its own resolver."""
     server = str(engine.topology.host(vantage).resolver)
@@ -69,10 +82,14 @@ def run_relay_matrix(engine: Engine, vantage: str, target: str, sink=None,
 
 def tls_report(engine: Engine, vantage: str, target: str = "relay", port: int = 25,
                ca_pem: str | None = None, client: tuple[str, str] | None = None,
-               hostname: str | None = None) -> TlsReport:
-    """STARTTLS on ``target`` as seen from ``vantage`` (see probes.tls)."""
+               hostname: str | None = None, implicit: bool = False) -> TlsReport:
+    """STARTTLS (SMTPS if ``implicit``: TLS from the first byte) on ``target`` as seen
+    from ``vantage`` (see probes.tls)."""
     topo = engine.topology
     name = hostname or (topo.host(target).fqdn if target in topo.hosts else target)
+    if implicit:
+        address = resolve_target(engine, vantage, target)
+        return inspect_smtps(lambda: engine.connect(vantage, address, port), name, ca_pem)
     return inspect_starttls(lambda: smtp_session(engine, vantage, target, port), name,
                             ca_pem, client)
 
@@ -115,6 +132,6 @@ def auth_report(engine: Engine, vantage: str, target: str, user: str, password: 
     return report
 
 
-__all__ = ["AuthReport", "DnsProbe", "RelayMatrix", "SmtpSession", "TlsReport", "auth_report",
-           "dns_probe", "relay_variants", "resolve_target", "run_relay_matrix", "smtp_session",
-           "tls_report"]
+__all__ = ["AuthReport", "DnsProbe", "Impostor", "RelayMatrix", "SmtpSession", "TlsReport",
+           "auth_report", "dns_probe", "relay_variants", "resolve_target", "run_relay_matrix",
+           "smtp_session", "smtps", "tls_report"]

@@ -61,11 +61,12 @@ class TlsReport:
     verify_error: str = ""
     error: str = ""
     transcript: str = ""
+    mode: str = "STARTTLS"  # or "SMTPS": TLS from the first byte (port 465)
 
     def __str__(self) -> str:
         if not self.offered:
-            return "STARTTLS not offered" + (f" ({self.error})" if self.error else "")
-        lines = [f"STARTTLS: {self.version}, {self.cipher}"]
+            return f"{self.mode} not offered" + (f" ({self.error})" if self.error else "")
+        lines = [f"{self.mode}: {self.version}, {self.cipher}"]
         if self.cert:
             c = self.cert
             lines += [f"  subject {c.subject}", f"  issuer  {c.issuer}",
@@ -142,17 +143,69 @@ def inspect_starttls(open_session: Callable[[], SmtpSession], hostname: str,
             report.transcript = str(s.transcript)
     except (SmtpError, OSError) as exc:
         return TlsReport(False, error=f"{type(exc).__name__}: {exc}")
+    def verified_session() -> None:
+        with open_session() as s:
+            s.ehlo(helo)
+            s.starttls(_client_context(ca_pem, client, verify=True), server_hostname=hostname)
+    return _verify(report, ca_pem, verified_session)
+
+
+def _verify(report: TlsReport, ca_pem: str | None, verified_session: Callable[[], None]
+            ) -> TlsReport:
+    """``report`` with its verdict: does ``verified_session()`` (a session that requires a
+    certificate chaining to ``ca_pem`` and naming the host) succeed?"""
     if ca_pem is None:
         report.verify_error = "no CA given to verify against"
         report.verified = False
         return report
     try:
-        with open_session() as s:
-            s.ehlo(helo)
-            s.starttls(_client_context(ca_pem, client, verify=True), server_hostname=hostname)
-            report.verified = True
+        verified_session()
+        report.verified = True
     except SmtpTlsError as exc:
         cause = exc.__cause__
         report.verified = False
         report.verify_error = getattr(cause, "verify_message", "") or str(cause or exc)
     return report
+
+
+def smtps_session(open_socket: Callable[[], object], hostname: str, ca_pem: str | None = None,
+                  client: tuple[str, str] | None = None, timeout: float = 10.0,
+                  peer: str = "") -> SmtpSession:
+    """An SMTP session over implicit TLS (SMTPS, port 465, RFC 8314): the handshake comes
+    first, then the greeting. ``ca_pem`` given: the certificate must verify against it
+    and name ``hostname``. Raises SmtpTlsError when the handshake fails."""
+    sock = open_socket()
+    context = _client_context(ca_pem, client, verify=ca_pem is not None)
+    try:
+        sock.settimeout(timeout)  # type: ignore[attr-defined]
+        wrapped = context.wrap_socket(sock, server_hostname=hostname)  # type: ignore[arg-type]
+    except (ssl.SSLError, OSError) as exc:
+        sock.close()  # type: ignore[attr-defined]
+        raise SmtpTlsError(f"TLS handshake on connecting failed: {exc}") from exc
+    session = SmtpSession(wrapped, timeout=timeout, peer=peer)
+    session.tls = {"version": wrapped.version(), "cipher": wrapped.cipher()[0]}
+    session.transcript.add("*", f"TLS from the first byte: {session.tls['version']}, "
+                                f"{session.tls['cipher']}")
+    return session
+
+
+def inspect_smtps(open_socket: Callable[[], object], hostname: str, ca_pem: str | None,
+                  helo: str = "probe.example.net") -> TlsReport:
+    """What SMTPS on the server that ``open_socket()`` reaches looks like: like
+    :func:`inspect_starttls`, with ``offered`` meaning "a TLS handshake and an SMTP
+    greeting on connecting"."""
+    try:
+        with smtps_session(open_socket, hostname) as s:
+            der = s.sock.getpeercert(binary_form=True)
+            report = TlsReport(True, str(s.tls["version"]), str(s.tls["cipher"]),
+                               CertInfo.from_der(der) if der else None)
+            s.ehlo(helo)
+            report.transcript = str(s.transcript)
+    except (SmtpError, OSError) as exc:
+        return TlsReport(False, error=f"{type(exc).__name__}: {exc}", mode="SMTPS")
+    report.mode = "SMTPS"
+
+    def verified_session() -> None:
+        with smtps_session(open_socket, hostname, ca_pem):
+            pass
+    return _verify(report, ca_pem, verified_session)

@@ -214,3 +214,24 @@ def test_measured_checks_give_error_when_sendmail_is_down(state):
     measured = [i for i in DOS if i != "dos.load_limits_set"]
     assert {i: report[i].status for i in measured} == {i: Status.ERROR for i in measured}
     assert report["dos.load_limits_set"].status is Status.PASSED  # read from the .cf
+
+
+MEASURED = [c.id for c in checks.for_section("03") if c.exclusive]
+RUNS = 10
+
+
+@pytest.mark.parametrize("hardened", [False, True], ids=["baseline", "hardened"])
+def test_measured_checks_do_not_flip_in_ten_runs_in_a_row(state, hardened):
+    """The measured checks (connection rate, bad-recipient delay, sessions at once) give
+    the same verdict run after run: on the baseline and on the hardened relay."""
+    if hardened:
+        state.through("03")
+    else:
+        state.set()
+    expected = {i: "passed" if hardened else "failed" for i in MEASURED}
+    runs = []
+    for _ in range(RUNS):
+        report = run(state.lab, *MEASURED)
+        runs.append((statuses(report), report.table()))
+    flips = [table for seen, table in runs if seen != expected]
+    assert not flips, f"{len(flips)} of {RUNS} runs differ from {expected}:\n" + "\n".join(flips)

@@ -77,6 +77,44 @@ def swaks_relay_after_cram_md5(lab) -> str:
                  "--to", "someone@example.net")
 
 
+def swaks_submission(lab, *auth) -> str:
+    """swaks on the submission port: a message for jo, then for the outside after AUTH."""
+    return swaks(lab, "--port", "587", "--from", "jo@example.com", "--quit-after", "RCPT",
+                 *auth)
+
+
+def swaks_submission_after_login(lab) -> str:
+    return swaks_submission(lab, "--to", "someone@example.net", "--auth", "CRAM-MD5",
+                            "--auth-user", "jo", "--auth-password",
+                            str(lab.topology.mail["password"]))
+
+
+def openssl_smtps(lab) -> tuple[bool, str]:
+    """openssl s_client's verdict on port 465 (TLS from the first byte), against the lab CA."""
+    res = in_internet(lab, ["openssl", "s_client", "-connect", f"{relay_address(lab)}:465",
+                            "-CAfile", str(pki.LabCA().cert_path), "-verify_return_error",
+                            "-servername", "relay.example.com",
+                            "-verify_hostname", "relay.example.com", "-brief", "-ign_eof"],
+                      input="QUIT\r\n", timeout=30)  # -ign_eof: until the server's 221
+    out = res.stdout + res.stderr
+    return res.returncode == 0 and "Verification: OK" in out and "220 " in out, out
+
+
+@contextmanager
+def access_changed(state, add: str = "", drop: str = ""):
+    """The relay's access map with a line added (and lines containing ``drop`` removed)
+    for the block, then put back."""
+    sm = Sendmail(state.lab.engine)
+    saved = state.lab.read_file("relay", "/etc/mail/access")
+    lines = [ln for ln in saved.splitlines() if not (drop and drop in ln)]
+    try:
+        sm.set_map("access", "\n".join(lines + ([add] if add else [])) + "\n")
+        yield
+    finally:
+        if not sm.set_map("access", saved).ok:
+            state.changed()
+
+
 # --- the baseline -------------------------------------------------------------------------
 
 def test_plaintext_auth_check_agrees_with_swaks_on_the_baseline(state):
@@ -117,6 +155,41 @@ def test_a_guessable_password_fails_the_wrong_password_guard(state):
     assert str(state.lab.topology.mail["password"]) not in result.evidence  # masked
 
 
+def test_submission_check_agrees_with_swaks_on_the_baseline(state):
+    state.set()
+    out = swaks_submission(state.lab, "--to", "jo@example.com")
+    result = run(state.lab, "sasl.submission_requires_auth").results[0]
+    assert "250 2.1.5" in out, out  # the baseline's 587 (M=E) takes mail from anyone
+    assert result.status is Status.FAILED, result
+    assert "never logged in" in result.summary
+
+
+def test_smtps_check_agrees_with_openssl_on_the_baseline(state):
+    state.set()
+    ok, out = openssl_smtps(state.lab)
+    result = run(state.lab, "tls.smtps").results[0]
+    assert not ok and ("Connection refused" in out or "connect:errno" in out), out
+    assert result.status is Status.FAILED, result
+    assert "port 465" in result.summary
+
+
+def test_relay_hands_mail_to_a_stand_in_server_on_the_baseline(state):
+    state.set()
+    lab = state.lab
+    with lab.impostor_server() as impostor:
+        fate = lab.send("internet", "jack@example.com", subject="to a stand-in", wait=4)
+        taken = impostor.messages()
+    assert fate.status == "unknown", fate  # at the stand-in, not in any mailbox of the lab
+    assert [m["rcpt_tos"] for m in taken] == [["jack@example.com"]], taken
+    assert taken[0]["tls"]  # over TLS, the self-signed certificate accepted
+    result = run(lab, "tls.relay_verifies_server").results[0]
+    assert result.status is Status.FAILED, result
+    assert "stand-in" in result.summary and "self-signed" in result.summary
+    # The redirection is gone: mail reaches the real server again.
+    assert lab.send("internet", "jack@example.com").status == "delivered"
+    assert "labkit_impostor" not in lab.run("relay", "nft list tables").stdout
+
+
 # --- the hardened state of 06 (no certificate yet) ------------------------------------------
 
 def test_sasl_checks_agree_with_swaks_when_hardened(state):
@@ -129,6 +202,27 @@ def test_sasl_checks_agree_with_swaks_when_hardened(state):
     relayed = swaks_relay_after_cram_md5(state.lab)
     assert "Message accepted for delivery" in relayed, relayed
     assert report["sasl.authenticated_relay"].passed
+
+
+def test_submission_check_agrees_with_swaks_when_hardened(state):
+    state.through("06")
+    anonymous = swaks_submission(state.lab, "--to", "jo@example.com")
+    logged_in = swaks_submission_after_login(state.lab)
+    result = run(state.lab, "sasl.submission_requires_auth").results[0]
+    assert "530 5.7.0 Authentication required" in anonymous, anonymous
+    assert "250 2.1.5" in logged_in, logged_in
+    assert result.passed, result
+    assert "530 5.7.0" in result.summary
+
+
+def test_submission_port_listening_on_loopback_only_fails(state):
+    """Debian's own default (Addr=127.0.0.1): no port 587 for roaming users at all."""
+    state.through("06")
+    with mc_changed(state, lambda mc: mc.set_daemon_options(
+            "MSP-v4", "Family=inet, Name=MSP-v4, Port=submission, M=Ea, Addr=127.0.0.1")):
+        result = run(state.lab, "sasl.submission_requires_auth").results[0]
+    assert result.status is Status.FAILED, result
+    assert "nothing answers on port 587" in result.summary
 
 
 def test_auth_options_set_but_sasldb_left_readable_passes_auth_and_fails_sasldb(state):
@@ -238,6 +332,44 @@ def test_certificate_relay_check_agrees_with_openssl_presenting_a_certificate(st
     assert with_cert.startswith("250 2.1.5"), with_cert
     assert without.startswith("550 5.7.1"), without
     assert run(lab, "tls.certificate_relay").results[0].passed
+
+
+def test_smtps_check_agrees_with_openssl_when_hardened(state):
+    state.through("07")
+    ok, out = openssl_smtps(state.lab)
+    assert ok, out
+    assert run(state.lab, "tls.smtps").results[0].passed
+
+
+def test_tls_policy_without_a_server_certificate_holds_mail_and_fails(state):
+    """The lesson's point: TLS_Srv VERIFY on the relay while the server has no certificate
+    from the lab CA (the baseline's Postfix has none): mail for the server waits."""
+    state.through("06")
+    lab = state.lab
+    state.changed()  # a held message stays in the relay's queue until the state is reset
+    with access_changed(state, add="TLS_Srv:server.example.com\tVERIFY"):
+        result = run(lab, "tls.relay_verifies_server").results[0]
+    assert result.status is Status.FAILED, result
+    assert "does not reach the internal server" in result.summary
+    assert "queued" in result.summary
+
+
+def test_tls_policy_by_recipient_domain_passes_too(state):
+    """Another correct means: TLS_Rcpt: for the organisation's domain instead of TLS_Srv:."""
+    state.through("07")
+    with access_changed(state, add="TLS_Rcpt:example.com\tVERIFY", drop="TLS_Srv:"):
+        result = run(state.lab, "tls.relay_verifies_server").results[0]
+    assert result.passed, result
+    assert "tls_rcpt" in result.evidence
+
+
+def test_tls_policy_asking_only_for_encryption_fails(state):
+    """ENCR:128 asks for encryption, not for a verified certificate: the stand-in gets mail."""
+    state.through("07")
+    with access_changed(state, add="TLS_Srv:server.example.com\tENCR:128", drop="TLS_Srv:"):
+        result = run(state.lab, "tls.relay_verifies_server").results[0]
+    assert result.status is Status.FAILED, result
+    assert "(over TLS)" in result.summary
 
 
 def test_checks_give_error_not_a_verdict_when_sendmail_is_down(state):
