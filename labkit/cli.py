@@ -168,7 +168,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     target = section(args.section)
     started = time.monotonic()
     results = start_state(lab.engine, target.number, _progress)
-    print(f"relay and server are in the start state of section {target.number} "
+    print(f"relay, mx2 and server are in the start state of section {target.number} "
           f"({target.title}): baseline, with {len(results)} "
           f"hardening changes of earlier sections ({time.monotonic() - started:.0f} s)")
     return 0
@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["save", "list", "diff", "restore"])
     p.add_argument("host", help="relay or server")
     p.add_argument("name", nargs="?", help="the snapshot's name")
-    p = add("start", cmd_start, "put relay and server in a course section's start state "
+    p = add("start", cmd_start, "put relay, mx2 and server in a course section's start state "
             "(the baseline, with every earlier section hardened)")
     p.add_argument("section", help="a section number or name, e.g. 04 or relay")
     p = add("check", cmd_check, "run the graded checks against the lab: each probes the real "

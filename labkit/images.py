@@ -10,13 +10,17 @@ touches. Images are read-only once built: each running host gets an overlay on t
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,28 +55,31 @@ def images_dir() -> Path:
     return cache_dir() / "images"
 
 
-def _provision_inputs(host: Host) -> list[Path]:
-    """The files whose content decides what an image of ``host`` contains."""
-    role = PROVISION_DIR / "roles" / f"{host.name}.sh"
-    paths = [PROVISION_DIR / "provision.sh", PROVISION_DIR / "lib.sh", role,
-             PROVISION_DIR / "generated" / "lab.env",
-             PROVISION_DIR / "generated" / f"host-{host.name}.env"]
+def _provision_inputs(host: Host, root: Path | None = None) -> list[Path]:
+    """The files whose content decides what an image of ``host`` contains (under the
+    provisioning tree ``root``, by default the repository's)."""
+    root = root or PROVISION_DIR
+    role = root / "roles" / f"{host.name}.sh"
+    paths = [root / "provision.sh", root / "lib.sh", role,
+             root / "generated" / "lab.env",
+             root / "generated" / f"host-{host.name}.env"]
     subs = [f"files/{host.name}"]
     if role.exists() and "generated/zones" in role.read_text():
         subs.append("generated/zones")
     for sub in subs:
-        root = PROVISION_DIR / sub
-        if root.is_dir():
-            paths += sorted(p for p in root.rglob("*") if p.is_file())
+        tree = root / sub
+        if tree.is_dir():
+            paths += sorted(p for p in tree.rglob("*") if p.is_file())
     return paths
 
 
-def image_key(host: Host) -> str:
+def image_key(host: Host, root: Path | None = None) -> str:
     """A short hash of every input of ``host``'s image."""
+    root = root or PROVISION_DIR
     h = hashlib.sha256()
     h.update(f"{RECIPE_VERSION}|{SUITE}|{MIRRORS}|{BASE_PACKAGES}|{host.packages}".encode())
-    for path in _provision_inputs(host):
-        h.update(str(path.relative_to(PROVISION_DIR)).encode())
+    for path in _provision_inputs(host, root):
+        h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:12]
 
@@ -89,12 +96,12 @@ class Image:
             self.path / "usr" / "lib" / "os-release").exists()
 
 
-def image_for(host: Host) -> Image:
-    key = image_key(host)
+def image_for(host: Host, root: Path | None = None) -> Image:
+    key = image_key(host, root)
     return Image(host.name, key, images_dir() / f"{host.name}-{key}")
 
 
-def _mmdebstrap_argv(host: Host, dest: Path) -> list[str]:
+def _mmdebstrap_argv(host: Host, dest: Path, provision: Path) -> list[str]:
     packages = ",".join(BASE_PACKAGES + host.packages)
     parent = os.path.dirname(PROVISION_IN_IMAGE)
     return [
@@ -104,7 +111,7 @@ def _mmdebstrap_argv(host: Host, dest: Path) -> list[str]:
         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
         "--dpkgopt=path-exclude=/usr/share/locale/*",
         f"--customize-hook=mkdir -p \"$1{parent}\"",
-        f"--customize-hook=copy-in {PROVISION_DIR} {parent}",
+        f"--customize-hook=copy-in {provision} {parent}",
         f"--customize-hook=chroot \"$1\" bash {PROVISION_IN_IMAGE}/provision.sh {host.name}",
         # A unique machine id per container comes from nspawn; the image has none.
         "--customize-hook=rm -f \"$1/etc/machine-id\"; touch \"$1/etc/machine-id\"",
@@ -112,7 +119,8 @@ def _mmdebstrap_argv(host: Host, dest: Path) -> list[str]:
     ]
 
 
-def _build_one(host: Host, image: Image, progress: Progress, procs: list) -> None:
+def _build_one(host: Host, image: Image, progress: Progress, procs: list,
+               provision: Path) -> None:
     partial = image.path.with_name(image.path.name + f".partial-{os.getpid()}")
     sysutil.remove_tree(partial)
     log_path = cache_dir() / "logs" / f"{host.name}.log"
@@ -120,7 +128,7 @@ def _build_one(host: Host, image: Image, progress: Progress, procs: list) -> Non
     start = time.monotonic()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            _mmdebstrap_argv(host, partial), stdin=subprocess.DEVNULL,
+            _mmdebstrap_argv(host, partial, provision), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True)
         procs.append(proc)
@@ -170,12 +178,52 @@ def ensure_images(topo: Topology, progress: Progress | None = None,
     in the cache; :class:`ImageBuildError` carries the builder's last lines.
     """
     progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    _remove_abandoned_partials()
     images = {name: image_for(host) for name, host in topo.hosts.items()}
+    if not rebuild and all(img.exists for img in images.values()):
+        return images
+    with _build_lock(progress):
+        return _build_missing(topo, images, progress, rebuild)
+
+
+@contextmanager
+def _build_lock(progress: Progress) -> Iterator[None]:
+    """One build at a time on this machine: another labkit (a second lab starting, a
+    test worker) waits for the images the first one is building instead of building them
+    a second time beside it."""
+    path = cache_dir() / "images.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress("another labkit is building images: waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _build_missing(topo: Topology, images: dict[str, Image], progress: Progress,
+                   rebuild: bool) -> dict[str, Image]:
+    _remove_abandoned_partials()
     todo = [topo.hosts[n] for n, img in images.items() if rebuild or not img.exists]
     if not todo:
         return images
     images_dir().mkdir(parents=True, exist_ok=True)
+    # What is built is a copy of the provisioning tree taken now, and each image is named
+    # by that copy's content: an edit made while the build runs cannot end up in an image
+    # named after the files as they were before it.
+    with tempfile.TemporaryDirectory(prefix="labkit-provision-") as tmp:
+        snapshot = Path(tmp) / PROVISION_DIR.name
+        shutil.copytree(PROVISION_DIR, snapshot, symlinks=True)
+        for host in todo:
+            images[host.name] = image_for(host, snapshot)
+        todo = [h for h in todo if rebuild or not images[h.name].exists]
+        if todo:
+            _build_all(topo, todo, images, progress, rebuild, snapshot)
+    return images
+
+
+def _build_all(topo: Topology, todo: list[Host], images: dict[str, Image], progress: Progress,
+               rebuild: bool, provision: Path) -> None:
     def why(host: Host) -> str:
         if rebuild:
             return "rebuild asked"
@@ -198,7 +246,7 @@ def ensure_images(topo: Topology, progress: Progress | None = None,
                     return
                 host = pending.pop(0)
             try:
-                _build_one(host, images[host.name], progress, procs)
+                _build_one(host, images[host.name], progress, procs, provision)
             except BaseException as exc:  # noqa: BLE001 - reported below
                 with lock:
                     errors.append(exc)
@@ -225,7 +273,6 @@ def ensure_images(topo: Topology, progress: Progress | None = None,
     if errors:
         raise errors[0]
     prune(topo, list(images.values()))
-    return images
 
 
 def remove_all() -> None:

@@ -315,16 +315,16 @@ class Lab:
 
     # the course
     def start(self, section: str) -> None:
-        """Put relay and server in the start state of course section ``section`` ("08" or
+        """Put relay, mx2 and server in the start state of course section ``section`` ("08" or
         "privacy"): the baseline, with every earlier section hardened (what ``labkit
-        start`` does). Every change made on relay and server so far is lost."""
+        start`` does). Every change made on them so far is lost."""
         from labkit.course.hardening import section as course_section
         from labkit.course.hardening import start_state
         target = course_section(section)
         started = time.monotonic()
         results = start_state(self.engine, target.number, self.progress)
         if self.progress:
-            self.progress(f"relay and server are in the start state of section {target.number} "
+            self.progress(f"relay, mx2 and server are in the start state of section {target.number} "
                           f"({target.title}): {len(results)} changes of earlier sections "
                           f"({time.monotonic() - started:.0f} s)")
 

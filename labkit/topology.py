@@ -235,6 +235,9 @@ def _forward_zones(topo: Topology) -> dict[str, list[str]]:
         mx = topo.mail["mx"].get(domain)
         if mx:
             lines.append(f"@ IN MX 10 {mx}.")
+        backup = topo.mail.get("backup_mx", {}).get(domain)
+        if backup:
+            lines.append(f"@ IN MX 20 {backup}.")
         zones[domain] = lines
     return zones
 

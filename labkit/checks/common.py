@@ -6,12 +6,13 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from labkit.checks.base import CannotObserve
+from labkit.checks.base import CannotObserve, Verdict, failed, passed
 from labkit.probes.dns import DnsProbeError
 from labkit.probes.mailflow import MessageFate
 
 if TYPE_CHECKING:
     from labkit.lab import Lab
+    from labkit.probes.relay import RelayMatrix
 
 #: What gives an MTA away: its product name, or a version number (8.17.1.9, 3.7.11).
 _PRODUCT = re.compile(r"\b(sendmail|postfix|exim|qmail|debian|ubuntu)\b|\b\d+\.\d+\.\d+(\.\d+)?\b",
@@ -98,3 +99,26 @@ def rhsbl_listing(lab: Lab, vantage: str, domain: str) -> str:
     """What the lab RHSBL (by domain) says of ``domain``; see :func:`list_answer`."""
     zone = lab.topology.dnsbl["domain_zone"]
     return list_answer(lab, vantage, f"{domain}.{zone}", zone)
+
+
+def relay_matrix_verdict(matrix: RelayMatrix) -> Verdict:
+    """A relay check's verdict from a relay matrix: failed if a trick reached the outside
+    sink or was accepted, passed if every trick was refused; CannotObserve when the
+    server did not answer."""
+    evidence = matrix.summary()
+    answered = [a for a in matrix.attempts if a.mail_reply is not None]
+    if not answered:
+        raise CannotObserve(f"no relay attempt got an answer: {matrix.attempts[0].error}")
+    if matrix.leaked:
+        names = ", ".join(a.variant.name for a in matrix.leaked)
+        return failed(f"{len(matrix.leaked)} of {len(matrix.attempts)} tricks reached the "
+                      f"outside sink: {names}", evidence)
+    if matrix.accepted:
+        names = ", ".join(a.variant.name for a in matrix.accepted)
+        return failed(f"{len(matrix.accepted)} of {len(matrix.attempts)} tricks were accepted "
+                      f"(none reached the sink yet): {names}", evidence)
+    errors = [a for a in matrix.attempts if a.error and a.rcpt_reply is None]
+    if errors:
+        raise CannotObserve(f"{len(errors)} relay attempts got no answer: {errors[0].error}")
+    return passed(f"all {len(matrix.attempts)} tricks refused, nothing reached the sink",
+                  evidence)

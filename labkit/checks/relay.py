@@ -12,7 +12,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from labkit.checks.base import CannotObserve, Verdict, check, failed, passed
-from labkit.checks.common import fqdn, org, outside
+from labkit.checks.common import fqdn, org, outside, relay_matrix_verdict
 
 if TYPE_CHECKING:
     from labkit.lab import Lab
@@ -28,24 +28,7 @@ LESSON = "notebooks/04-relay.ipynb"
             "should be allowed",
        lesson=f"{LESSON}#matrix")
 def closed_from_outside(lab: Lab) -> Verdict:
-    matrix = lab.relay_matrix("internet", "relay", wait=8.0)
-    evidence = matrix.summary()
-    answered = [a for a in matrix.attempts if a.mail_reply is not None]
-    if not answered:
-        raise CannotObserve(f"no relay attempt got an answer: {matrix.attempts[0].error}")
-    if matrix.leaked:
-        names = ", ".join(a.variant.name for a in matrix.leaked)
-        return failed(f"{len(matrix.leaked)} of {len(matrix.attempts)} tricks reached the "
-                      f"outside sink: {names}", evidence)
-    if matrix.accepted:
-        names = ", ".join(a.variant.name for a in matrix.accepted)
-        return failed(f"{len(matrix.accepted)} of {len(matrix.attempts)} tricks were accepted "
-                      f"(none reached the sink yet): {names}", evidence)
-    errors = [a for a in matrix.attempts if a.error and a.rcpt_reply is None]
-    if errors:
-        raise CannotObserve(f"{len(errors)} relay attempts got no answer: {errors[0].error}")
-    return passed(f"all {len(matrix.attempts)} tricks refused, nothing reached the sink",
-                  evidence)
+    return relay_matrix_verdict(lab.relay_matrix("internet", "relay", wait=8.0))
 
 
 @check("relay.open_from_inside", "Mail from the LAN to the outside is still relayed", S,

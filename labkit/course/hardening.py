@@ -163,16 +163,16 @@ def certificate_relay_line(ca: pki.LabCA) -> str:
     return f"CERTISSUER:{xtext(issuer)}\tRELAY"
 
 
-def install_server_tls(engine: Engine) -> dict[str, str]:
-    """A certificate from the lab CA for the internal server's Postfix, its key 0600; the
-    main.cf parameters that serve it (STARTTLS offered, not required)."""
+def install_postfix_tls(engine: Engine, host: str = "server") -> dict[str, str]:
+    """A certificate from the lab CA for the Postfix of ``host``, its key 0600; the main.cf
+    parameters that serve it (STARTTLS offered, not required)."""
     ca = pki.LabCA()
-    issued = pki.issue_for_host(ca, engine.topology.host("server"))
-    engine.write_file("server", "/etc/postfix/tls/server.crt", issued.cert_pem, "0644")
-    engine.write_file("server", "/etc/postfix/tls/server.key", issued.key_pem, "0600")
-    engine.write_file("server", "/etc/postfix/tls/lab-ca.crt", ca.cert_pem, "0644")
-    return {"smtpd_tls_cert_file": "/etc/postfix/tls/server.crt",
-            "smtpd_tls_key_file": "/etc/postfix/tls/server.key",
+    issued = pki.issue_for_host(ca, engine.topology.host(host))
+    engine.write_file(host, f"/etc/postfix/tls/{host}.crt", issued.cert_pem, "0644")
+    engine.write_file(host, f"/etc/postfix/tls/{host}.key", issued.key_pem, "0600")
+    engine.write_file(host, "/etc/postfix/tls/lab-ca.crt", ca.cert_pem, "0644")
+    return {"smtpd_tls_cert_file": f"/etc/postfix/tls/{host}.crt",
+            "smtpd_tls_key_file": f"/etc/postfix/tls/{host}.key",
             "smtpd_tls_CAfile": "/etc/postfix/tls/lab-ca.crt",
             "smtpd_tls_security_level": "may"}
 
@@ -190,7 +190,7 @@ def harden_starttls(engine: Engine) -> list[ApplyResult]:
     TLS with a verified certificate (TLS_Srv), and the server has one from the lab CA."""
     ca = pki.LabCA()
     issued = pki.issue_for_host(ca, engine.topology.host("relay"))
-    results = [Postfix(engine).change(params=install_server_tls(engine))]
+    results = [Postfix(engine).change(params=install_postfix_tls(engine, "server"))]
     sm = Sendmail(engine)
     paths = sm.install_tls(issued.cert_pem, issued.key_pem, ca.cert_pem)
 
@@ -247,35 +247,51 @@ def harden_privacy(engine: Engine) -> list[ApplyResult]:
     return [sm.change(edit, files={SUBMIT_MC: str(submit), HELP_FILE: help_text})]
 
 
-# --- Postfix on the server -------------------------------------------------------------
+# --- Postfix in the DMZ: the backup MX ----------------------------------------------------
+
+#: The host where section 09 hardens Postfix: the backup MX, in the DMZ beside the relay.
+POSTFIX_MX = "mx2"
+
+
+def relay_recipients(engine: Engine) -> str:
+    """The addresses of the organisation the backup MX takes mail for (its users and the
+    aliases RFC 2142 requires), as a relay_recipient_maps table."""
+    topo = engine.topology
+    org = topo.domains["organisation"]
+    names = [*topo.mail["users"], *topo.mail["aliases"]]
+    return "".join(f"{name}@{org}\tOK\n" for name in dict.fromkeys(names))
+
 
 def harden_postfix(engine: Engine) -> list[ApplyResult]:
-    """09: the same controls on Postfix: relay restrictions, client and sender checks, the
-    DNSBL, header checks, a quiet banner, no VRFY, TLS with a lab certificate."""
+    """09: Postfix where strangers reach it, the backup MX: no open relay (mynetworks is
+    the host itself), only the organisation's real recipients, client and sender checks,
+    the DNSBL and RHSBL, header checks, a quiet banner, no VRFY, HELO required, TLS with a
+    lab certificate, smtpd in its chroot jail; one transaction."""
     topo = engine.topology
-    pf = Postfix(engine)
-    tls = install_server_tls(engine)
-    inside = topo.networks["inside"].subnet
+    pf = Postfix(engine, POSTFIX_MX)
+    tls = install_postfix_tls(engine, POSTFIX_MX)
     return [pf.change(params={
         "smtpd_banner": "$myhostname ESMTP",
         "disable_vrfy_command": "yes",
-        "mynetworks": f"127.0.0.0/8 [::1]/128 {inside}",
+        "mynetworks": "127.0.0.0/8 [::1]/128",
         "smtpd_helo_required": "yes",
         "smtpd_helo_restrictions": "permit_mynetworks, reject_invalid_helo_hostname, "
                                    "reject_non_fqdn_helo_hostname",
-        # The lists apply to every client, the LAN's too (a listed LAN host is refused);
-        # behind permit_mynetworks they would never be asked for the server's clients.
         "smtpd_client_restrictions": f"reject_rbl_client {topo.dnsbl['ip_zone']}",
         "smtpd_sender_restrictions": f"reject_rhsbl_sender {topo.dnsbl['domain_zone']}, "
                                      "reject_non_fqdn_sender, reject_unknown_sender_domain",
-        "smtpd_recipient_restrictions": "permit_mynetworks, reject_unauth_destination",
+        "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
+        "relay_recipient_maps": "hash:/etc/postfix/relay_recipients",
         **tls,
         "smtp_tls_security_level": "may",
         "smtpd_discard_ehlo_keywords": "dsn, etrn",
         "header_checks": "regexp:/etc/postfix/header_checks",
-    }, tables={"/etc/postfix/header_checks": (
-        "/^Subject:.*(lottery|viagra)/ REJECT 5.7.1 Message refused by the lab's header checks\n",
-        "regexp")}, fields={"smtp/inet/chroot": "y"})]
+    }, tables={
+        "/etc/postfix/header_checks": (
+            "/^Subject:.*(lottery|viagra)/ REJECT 5.7.1 Message refused by the lab's header "
+            "checks\n", "regexp"),
+        "/etc/postfix/relay_recipients": (relay_recipients(engine), "hash"),
+    }, fields={"smtp/inet/chroot": "y"})]
 
 
 SECTIONS: tuple[Section, ...] = (
@@ -318,12 +334,16 @@ def harden_through(engine: Engine, last: str, progress: Callable[[str], None] | 
     return results
 
 
+#: The hosts whose mail configuration the course changes (reset for a start state).
+MTA_HOSTS = ("relay", POSTFIX_MX, "server")
+
+
 def start_state(engine: Engine, key: str, progress: Callable[[str], None] | None = None
                 ) -> list[ApplyResult]:
-    """Put the relay and the server in the start state of section ``key``: the baseline,
-    with every earlier section hardened."""
+    """Put the relay, the backup MX and the server in the start state of section ``key``:
+    the baseline, with every earlier section hardened."""
     target = section(key)
-    for host in ("relay", "server"):
+    for host in MTA_HOSTS:
         engine.reset(host, progress)
     earlier = [s for s in SECTIONS if s.number < target.number]
     return harden_through(engine, earlier[-1].number, progress) if earlier else []

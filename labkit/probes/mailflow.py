@@ -18,7 +18,7 @@ from labkit.probes.host import mail_queue
 from labkit.probes.smtp import Reply, SmtpError, SmtpSession
 
 #: Hosts whose mailboxes and queues are searched (the topology's MTAs).
-MTA_HOSTS = ("server", "relay")
+MTA_HOSTS = ("server", "relay", "mx2")
 _DSN = re.compile(r"report-type=\"?delivery-status|^Subject: (Returned mail|Undelivered Mail)",
                   re.I | re.M)
 

@@ -129,6 +129,10 @@ def relay_variants(victim: str, own_domain: str, own_host: str, own_address: str
     ]
 
 
+#: Relay attempts made in one SMTP session before the probe opens a new one.
+ATTEMPTS_PER_SESSION = 4
+
+
 def relay_matrix(connect: Callable[[], SmtpSession], variants: list[RelayVariant],
                  vantage: str, target: str,
                  sink: Callable[[], list[str]] | None = None,
@@ -155,9 +159,13 @@ def relay_matrix(connect: Callable[[], SmtpSession], variants: list[RelayVariant
     for i, variant in enumerate(variants):
         attempt = RelayAttempt(variant)
         matrix.attempts.append(attempt)
+        # A session of its own every few attempts: servers slow down a session that
+        # collects refusals (Postfix's smtpd_soft_error_limit, Sendmail's BadRcptThrottle),
+        # which would time the probe, not the relay rules.
+        renew = i % ATTEMPTS_PER_SESSION == 0
         for tries in range(2):  # a server may hang up after a refusal: reconnect once
             try:
-                s = session if session is not None and tries == 0 else fresh()
+                s = session if session is not None and tries == 0 and not renew else fresh()
                 s.rset()
                 attempt.mail_reply = s.mail(variant.mail_from)
                 if not attempt.mail_reply.positive:

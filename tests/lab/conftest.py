@@ -42,9 +42,16 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.5, what: str = 
         time.sleep(interval)
 
 
+def reset_mtas(lab) -> None:
+    """Every host whose mail configuration the course changes, back to its baseline."""
+    from labkit.course.hardening import MTA_HOSTS
+    for host in MTA_HOSTS:
+        lab.reset(host)
+
+
 class LabState:
-    """Puts relay and server in a known state, the baseline with some sections hardened,
-    and remembers it, so tests in a row that need the same state share it. A test that
+    """Puts the relay, the backup MX and the server in a known state, the baseline with
+    some sections hardened, and remembers it, so tests in a row that need the same state share it. A test that
     changes the MTAs otherwise calls :meth:`changed`."""
 
     def __init__(self, lab) -> None:
@@ -62,8 +69,7 @@ class LabState:
         if done is not None and sections[:len(done)] == done:
             todo = sections[len(done):]
         else:
-            self.lab.reset("relay")
-            self.lab.reset("server")
+            reset_mtas(self.lab)
             todo = sections
         for key in todo:
             harden = section(key).harden
@@ -87,5 +93,4 @@ def state(lab):
     tracker = LabState(lab)
     yield tracker
     if tracker.key:
-        lab.reset("relay")
-        lab.reset("server")
+        reset_mtas(lab)

@@ -178,7 +178,7 @@ def test_a_check_right_after_an_apply_sees_the_new_configuration(state):
     from labkit.mta import Postfix
     state.set()
     state.changed()
-    sm, pf = Sendmail(state.lab.engine), Postfix(state.lab.engine)
+    sm, pf = Sendmail(state.lab.engine), Postfix(state.lab.engine, "mx2")
     for i in range(3):
         quiet = i % 2 == 0
         sm.change(lambda mc, quiet=quiet: mc.set_define(

@@ -4,17 +4,16 @@ mail still flows. Section start states harden only the sections before them."""
 import pytest
 
 from labkit.course.hardening import SECTIONS, harden_through, section, start_state
+from tests.lab.conftest import reset_mtas
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture
 def fresh(lab):
-    lab.reset("relay")
-    lab.reset("server")
+    reset_mtas(lab)
     yield lab
-    lab.reset("relay")
-    lab.reset("server")
+    reset_mtas(lab)
 
 
 def test_every_section_hardens_the_baseline_and_mail_still_flows(fresh):
@@ -51,13 +50,17 @@ def test_every_section_hardens_the_baseline_and_mail_still_flows(fresh):
     assert auth.plaintext_before_tls == [] and "PLAIN" in auth.after_tls
     assert lab.file_info("relay", "/etc/mail/tls/relay.key").octal == "0600"
 
-    with lab.smtp("client", "server") as s:  # 09
-        assert s.greeting.text == "server.example.com ESMTP"
-        s.ehlo()
-        assert s.vrfy("jo").code == 502
-    assert lab.tls("client", "server").verified
-    refused = lab.send("client", "jo@example.com", target="server", subject="lottery win")
+    assert lab.tls("relay", "server").verified  # 07: the server's certificate
+    with lab.smtp("internet", "mx2") as s:  # 09: Postfix in the DMZ
+        assert s.greeting.text == "mx2.example.com ESMTP"
+        s.ehlo("internet.example.net")
+        assert s.vrfy("jo@example.com").code == 502
+    assert lab.tls("internet", "mx2").verified
+    assert not lab.relay_matrix("internet", "mx2", wait=2).open_relay
+    refused = lab.send("internet", "jo@example.com", target="mx2", subject="lottery win")
     assert refused.status == "refused" and "header checks" in refused.reply.text
+    assert lab.send("internet", "nosuch@example.com", target="mx2").reply.enhanced == "5.1.1"
+    assert lab.send("internet", "jack@example.com", target="mx2").status == "delivered"
 
     assert lab.send("internet", "jo@example.com").status == "delivered"
     assert lab.send("client", "someone@example.net").status == "at-sink"

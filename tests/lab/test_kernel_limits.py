@@ -8,7 +8,7 @@ import pytest
 from labkit import Lab, preflight
 from tests.lab.conftest import lab_name
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.solo]
 
 LIMIT = Path("/proc/sys/fs/inotify/max_user_instances")
 

@@ -11,6 +11,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.lab.conftest import reset_mtas
+
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,8 +37,7 @@ def back_to_baseline(lab):
     """Solutions and exercises put the lab in their section's state: the modules after
     this one expect the baseline."""
     yield lab
-    lab.reset("relay")
-    lab.reset("server")
+    reset_mtas(lab)
 
 
 def test_there_are_lessons():

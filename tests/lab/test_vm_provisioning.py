@@ -57,3 +57,14 @@ def test_mail_flows_through_the_lab_provisioned_as_vagrant_does(rehearsed):
 def test_the_box_provisioned_relay_is_the_careless_baseline(rehearsed):
     lab, _ = rehearsed
     assert lab.relay_matrix("internet", "relay", wait=8).open_relay
+
+
+def test_the_box_provisioned_backup_mx_is_postfix_in_the_dmz_and_careless(rehearsed):
+    lab, _ = rehearsed
+    postfix = lab.run("mx2", ["dpkg-query", "-W", "-f", "${Status}", "postfix"])
+    assert "ok installed" in postfix.stdout
+    through = lab.send("internet", "william@example.com", target="mx2",
+                       subject="through the backup MX, provisioned in a box")
+    assert through.status == "delivered" and through.where == "server:/var/mail/william", \
+        str(through)
+    assert lab.relay_matrix("internet", "mx2", wait=8).open_relay

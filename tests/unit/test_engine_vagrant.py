@@ -49,7 +49,8 @@ from labkit.engines.vagrant import (
 from labkit.errors import HostBootError, LabExistsError, LabNotRunningError, PreflightError
 
 REPO = Path(__file__).resolve().parents[2]
-HOSTS = ["internet", "relay", "server", "client"]
+SAMPLE_HOSTS = ["internet", "relay", "server", "client"]  # in the samples of Vagrant's output
+HOSTS = ["internet", "relay", "mx2", "server", "client"]  # the topology's
 
 # --- what Vagrant 2.3 prints -----------------------------------------------------------
 
@@ -134,7 +135,7 @@ STATUS = """\
 
 def test_ssh_config_of_four_machines_is_parsed_with_their_options():
     hosts = parse_ssh_config(SSH_CONFIG)
-    assert list(hosts) == HOSTS
+    assert list(hosts) == SAMPLE_HOSTS
     relay = dict(hosts["relay"])
     assert relay["HostName"] == "127.0.0.1" and relay["Port"] == "2200" and relay["User"] == "vagrant"
     assert relay["IdentityFile"] == ("/home/ann/lab/vagrant/.vagrant-labs/lab/machines/relay/"
@@ -154,7 +155,7 @@ def test_ssh_config_of_four_machines_is_parsed_with_their_options():
 def test_the_ssh_config_written_has_one_host_block_per_machine_and_reads_back_the_same():
     hosts = parse_ssh_config(SSH_CONFIG)
     text = format_ssh_config(hosts)
-    assert [ln for ln in text.splitlines() if ln.startswith("Host ")] == [f"Host {h}" for h in HOSTS]
+    assert [ln for ln in text.splitlines() if ln.startswith("Host ")] == [f"Host {h}" for h in SAMPLE_HOSTS]
     assert ('  IdentityFile "/home/ann/mta lab/vagrant/.vagrant-labs/lab/machines/internet/'
             'virtualbox/private_key"') in text.splitlines()
     assert "  Port 2201" in text.splitlines()
@@ -183,7 +184,7 @@ def test_why_the_vm_could_not_connect_becomes_the_oserror_a_socket_raises(reason
 
 def test_machine_readable_status_is_parsed():
     machines = parse_machine_readable(STATUS)
-    assert list(machines) == HOSTS
+    assert list(machines) == SAMPLE_HOSTS
     assert {n: m.state for n, m in machines.items()} == {
         "internet": "running", "relay": "running", "server": "poweroff", "client": "not_created"}
     assert [n for n, m in machines.items() if m.running] == ["internet", "relay"]
@@ -197,7 +198,7 @@ def test_machine_readable_status_is_parsed():
 FAKE_VAGRANT = r'''
 import json, os, signal, sys, time
 from pathlib import Path
-HOSTS = ["internet", "relay", "server", "client"]
+HOSTS = ["internet", "relay", "mx2", "server", "client"]
 log = open(os.environ["FAKE_LOG"], "a")
 log.write(json.dumps({"prog": "vagrant", "argv": sys.argv[1:], "cwd": os.getcwd(),
           "env": {k: os.environ.get(k) for k in ("VAGRANT_CWD", "VAGRANT_DOTFILE_PATH",
@@ -420,7 +421,7 @@ def test_master_sockets_live_in_the_lab_directory_unless_the_path_is_too_long(fa
 def test_the_ssh_config_file_is_the_lab_own_with_vagrant_settings(running, fakes):
     hosts = parse_ssh_config(running.ssh_config_path.read_text())
     assert list(hosts) == HOSTS
-    assert dict(hosts["server"])["Port"] == "2224"
+    assert dict(hosts["server"])["Port"] == "2225"
     assert dict(hosts["relay"])["IdentityFile"] == f"{running.dotfile_dir}/machines/relay/libvirt/private_key"
     assert running.dotfile_dir == fakes.labs / "unit"
 
@@ -624,7 +625,7 @@ def test_status_reads_vagrant_states_and_services(engine, fakes, monkeypatch):
     monkeypatch.setenv("FAKE_FAILED", "labkit-dns-forwarder")
     status = {s.name: s for s in engine.status()}
     assert list(status) == HOSTS
-    assert [n for n, s in status.items() if s.running] == ["internet", "relay"]
+    assert [n for n, s in status.items() if s.running] == ["internet", "relay", "mx2"]
     assert status["server"].detail == "libvirt: poweroff"
     assert [(s.name, s.active, s.state) for s in status["relay"].services] == [
         ("sendmail", True, "active"), ("labkit-dns-forwarder", False, "failed")]

@@ -14,8 +14,8 @@ def topo():
     return topolib.load()
 
 
-def test_topology_has_the_four_hosts_of_the_course(topo):
-    assert list(topo.hosts) == ["internet", "relay", "server", "client"]
+def test_topology_has_the_five_hosts_of_the_course(topo):
+    assert list(topo.hosts) == ["internet", "relay", "mx2", "server", "client"]
     assert topo.host("relay").fqdn == "relay.example.com"
     assert topo.host("internet").fqdn == "internet.example.net"
 
@@ -23,6 +23,8 @@ def test_topology_has_the_four_hosts_of_the_course(topo):
 def test_relay_is_dual_homed_and_server_is_inside_only(topo):
     relay, server = topo.host("relay"), topo.host("server")
     assert relay.address_on("outside") and relay.address_on("inside")
+    mx2 = topo.host("mx2")  # the backup MX stands where the relay stands
+    assert mx2.address_on("outside") and mx2.address_on("inside")
     assert server.address_on("outside") is None
     assert topo.host("internet").address_on("inside") is None
 
@@ -35,7 +37,7 @@ def test_addresses_fit_virtualbox_host_only_range(topo):
 
 
 def test_unknown_host_names_the_known_ones(topo):
-    with pytest.raises(TopologyError, match="internet, relay, server, client"):
+    with pytest.raises(TopologyError, match="internet, relay, mx2, server, client"):
         topo.host("mailhub")
 
 
