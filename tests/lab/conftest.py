@@ -57,11 +57,13 @@ class LabState:
     def __init__(self, lab) -> None:
         self.lab = lab
         self.key: tuple[str, ...] | None = None
+        self.used = False  # any state set: the module's end puts the MTAs back
 
     def set(self, *sections: str) -> None:
         """The baseline with ``sections`` hardened, in that order. From a state whose
         sections begin the list, only the rest are hardened (no reset)."""
         from labkit.course.hardening import section
+        self.used = True
         if sections == self.key:
             return
         done = self.key
@@ -92,5 +94,5 @@ def state(lab):
     leave the lab at the baseline, but this one does not trust that)."""
     tracker = LabState(lab)
     yield tracker
-    if tracker.key:
+    if tracker.used:  # a test that called changed() leaves the MTAs changed too
         reset_mtas(lab)

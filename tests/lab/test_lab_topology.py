@@ -17,7 +17,7 @@ def test_hosts_know_their_fully_qualified_names(lab):
         assert lab.run(host.name, ["hostname", "-f"]).check().stdout.strip() == host.fqdn
 
 
-@pytest.mark.parametrize("host", ["internet", "relay", "server", "client"])
+@pytest.mark.parametrize("host", ["internet", "relay", "mx2", "server", "client"])
 def test_lab_dns_answers_from_every_host(lab, host):
     def dig(*args):
         return lab.run(host, ["dig", "+short", "+time=2", "+tries=2", *args]).check().stdout.split()
@@ -26,7 +26,8 @@ def test_lab_dns_answers_from_every_host(lab, host):
     assert dig("relay.example.com") == ["192.168.56.20"]
     assert dig("client.example.com") == ["192.168.57.40"]
     assert dig("internet.example.net") == ["192.168.56.10"]
-    assert dig("MX", "example.com") == ["10", "relay.example.com."]
+    mx = lab.run(host, ["dig", "+short", "+time=2", "+tries=2", "MX", "example.com"]).check()
+    assert sorted(mx.stdout.splitlines()) == ["10 relay.example.com.", "20 mx2.example.com."]
     assert dig("MX", "example.net") == ["10", "internet.example.net."]
     assert dig("-x", "192.168.57.30") == ["server.example.com."]
     assert dig("-x", "192.168.56.10") == ["internet.example.net."]
