@@ -181,7 +181,9 @@ def ensure_images(topo: Topology, progress: Progress | None = None,
     images = {name: image_for(host) for name, host in topo.hosts.items()}
     if not rebuild and all(img.exists for img in images.values()):
         return images
-    with _build_lock(progress):
+    from labkit.engines.base import signals_interrupt  # engines import this module
+    # SIGTERM and SIGHUP stop a build as Ctrl-C does: builders killed, no half image left.
+    with signals_interrupt(), _build_lock(progress):
         return _build_missing(topo, images, progress, rebuild)
 
 

@@ -5,8 +5,9 @@ state, through the same validated pipeline a learner's change goes through, and 
 the results. Solutions, tests and section start states all use these functions: the
 start state of section N is the baseline with every earlier section hardened.
 
-Sections with no configuration of their own to harden (00 topology, 10 logging, whose
-LogLevel 9 is already Debian's default, 11 capstone) have no ``harden``. Postfix's part of
+Sections with no configuration of their own to harden (00 topology, 11 capstone) have no
+``harden``; 10's logging needs none either (LogLevel 9 is already Debian's default): its
+hardening is the lab's mail filter. Postfix's part of
 01 has nothing to harden either: Postfix refuses to run smtpd as root ("the Postfix SMTP
 server must run with $mail_owner privileges") and keeps its own queue private.
 """
@@ -294,6 +295,26 @@ def harden_postfix(engine: Engine) -> list[ApplyResult]:
     }, fields={"smtp/inet/chroot": "y"})]
 
 
+# --- 10: the lab's mail filter in the relay's mail path ---------------------------------
+
+#: The lab's filter as Sendmail names it, where it listens, and what Sendmail does when it
+#: does not answer (F=T: mail waits, it does not pass unfiltered), with its time-outs.
+MILTER = ("labkit", "S=inet:8894@127.0.0.1, F=T, T=S:10s;R:10s;E:1m")
+MILTER_DROPIN = "/etc/systemd/system/labkit-milter.service.d/unprivileged.conf"
+
+
+def harden_logging(engine: Engine) -> list[ApplyResult]:
+    """10: the lab's filter in the relay's mail path (INPUT_MAIL_FILTER), running as a user
+    of its own (a systemd drop-in: the baseline runs it as root). Logging needs nothing:
+    Debian's LogLevel 9 already records every refusal."""
+    engine.write_file("relay", MILTER_DROPIN, "[Service]\nUser=labkit-milter\n"
+                      "Group=labkit-milter\nNoNewPrivileges=yes\n")
+    engine.run("relay", ["sh", "-c", "systemctl daemon-reload && systemctl restart "
+                         "labkit-milter && for i in $(seq 50); do ss -Hltn sport = :8894 | "
+                         "grep -q . && exit 0; sleep 0.1; done; exit 1"]).check()
+    return [Sendmail(engine).change(lambda mc: mc.set_mail_filter(*MILTER))]
+
+
 SECTIONS: tuple[Section, ...] = (
     Section("00", "topology", "The lab's topology"),
     Section("01", "privileges", "Privileges", harden_privileges),
@@ -305,7 +326,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("07", "starttls", "STARTTLS", harden_starttls),
     Section("08", "privacy", "Privacy flags", harden_privacy),
     Section("09", "postfix", "Postfix", harden_postfix),
-    Section("10", "logging", "Logging and forgery"),
+    Section("10", "logging", "Logging and forgery", harden_logging),
     Section("11", "capstone", "Capstone"),
 )
 

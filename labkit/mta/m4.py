@@ -20,7 +20,8 @@ from labkit.errors import LabkitError
 MACROS = ("define", "undefine", "FEATURE", "DAEMON_OPTIONS", "CLIENT_OPTIONS",
           "TRUST_AUTH_MECH", "MAILER", "MAILER_DEFINITIONS", "OSTYPE", "DOMAIN", "VERSIONID",
           "include", "LOCAL_CONFIG", "LOCAL_RULESETS", "HACK", "EXPOSED_USER",
-          "MASQUERADE_AS", "MASQUERADE_DOMAIN", "RELAY_DOMAIN", "LOCAL_DOMAIN", "divert")
+          "MASQUERADE_AS", "MASQUERADE_DOMAIN", "RELAY_DOMAIN", "LOCAL_DOMAIN", "divert",
+          "INPUT_MAIL_FILTER", "MAIL_FILTER")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -252,6 +253,22 @@ class McFile:
                 s.text, s.args = text, (quote(options),)
                 return
         self._insert_before_mailers(Statement(text, "DAEMON_OPTIONS", (quote(options),)))
+
+    def mail_filters(self) -> dict[str, str]:
+        """The milters of INPUT_MAIL_FILTER lines: name -> equates (``S=..., F=...``)."""
+        return {unquote(s.args[0]): unquote(s.args[1]) if len(s.args) > 1 else ""
+                for s in self.calls("INPUT_MAIL_FILTER") if s.args}
+
+    def set_mail_filter(self, name: str, equates: str) -> None:
+        """INPUT_MAIL_FILTER(`name', `equates')dnl: the milter ``name`` in the mail path,
+        replacing an existing line for it."""
+        text = f"INPUT_MAIL_FILTER({quote(name)}, {quote(equates)})dnl\n"
+        args = (quote(name), quote(equates))
+        for s in self.calls("INPUT_MAIL_FILTER"):
+            if s.args and unquote(s.args[0]) == name:
+                s.text, s.args = text, args
+                return
+        self._insert_before_mailers(Statement(text, "INPUT_MAIL_FILTER", args))
 
     def set_trust_auth_mech(self, mechanisms: str) -> None:
         text = f"TRUST_AUTH_MECH({quote(mechanisms)})dnl\n"

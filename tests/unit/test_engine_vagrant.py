@@ -628,7 +628,8 @@ def test_status_reads_vagrant_states_and_services(engine, fakes, monkeypatch):
     assert [n for n, s in status.items() if s.running] == ["internet", "relay", "mx2"]
     assert status["server"].detail == "libvirt: poweroff"
     assert [(s.name, s.active, s.state) for s in status["relay"].services] == [
-        ("sendmail", True, "active"), ("labkit-dns-forwarder", False, "failed")]
+        ("sendmail", True, "active"), ("labkit-dns-forwarder", False, "failed"),
+        ("labkit-milter", True, "active")]
     assert [(s.name, s.state) for s in status["server"].services] == [("postfix", "down")]
     assert status["relay"].addresses == ["192.168.56.20 (outside)", "192.168.57.20 (inside)"]
     assert fakes.calls("vagrant")[-1]["argv"] == ["status", "--machine-readable"]
@@ -675,18 +676,25 @@ def test_reset_restores_the_baseline_rebuilds_and_restarts(running, fakes, tmp_p
     (root / "etc/mail/learner-was-here").write_text("x\n")
     (root / "etc/aliases").write_text("changed\n")
     (root / "etc/hostname").write_text("relay\n")
+    dropin = root / "etc/systemd/system/labkit-milter.service.d/unprivileged.conf"
+    dropin.parent.mkdir(parents=True)
+    dropin.write_text("[Service]\nUser=labkit-milter\n")  # section 10's, not the baseline's
+    (root / "etc/systemd/system/sendmail.service.d").mkdir()  # not the course's: kept
     monkeypatch.setattr(vagrantmod, "BASELINE", str(tarball))
     monkeypatch.setattr(vagrantmod, "RESET_ROOT", str(root))
     said: list[str] = []
     running.reset("relay", said.append)
+    assert not dropin.parent.exists()
+    assert (root / "etc/systemd/system/sendmail.service.d").exists()
     assert (root / "etc/mail/sendmail.mc").read_text() == "baseline mc\n"
     assert not (root / "etc/mail/learner-was-here").exists()
     assert (root / "etc/aliases").read_text() == "postmaster: root\n"
     assert (root / "etc/hostname").exists()  # only what the tarball holds is touched
     calls = [(c["prog"], c["argv"]) for c in fakes.calls() if c["prog"] not in ("ssh", "vagrant")]
     assert calls == [("make", ["-s", "-C", f"{root}/etc/mail"]), ("newaliases", []),
-                     ("systemctl", ["restart", "sendmail", "labkit-dns-forwarder"]),
-                     ("systemctl", ["is-active", "sendmail", "labkit-dns-forwarder"])]
+                     ("systemctl", ["restart", "sendmail", "labkit-dns-forwarder", "labkit-milter"]),
+                     ("systemctl", ["is-active", "sendmail", "labkit-dns-forwarder",
+                                    "labkit-milter"])]
     assert said == ["relay reset to its baseline mail configuration"]
 
 

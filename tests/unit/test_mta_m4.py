@@ -100,3 +100,13 @@ def test_daemon_options_replaced_by_name():
 def test_unquote():
     assert unquote(" `a, b' ") == "a, b"
     assert unquote("plain") == "plain"
+
+
+def test_a_mail_filter_is_added_once_and_replaced_in_place():
+    mc = McFile(BASELINE)
+    mc.set_mail_filter("labkit", "S=inet:8894@127.0.0.1, F=T")
+    again = McFile(str(mc))
+    again.set_mail_filter("labkit", "S=inet:8894@127.0.0.1, F=R")
+    assert again.mail_filters() == {"labkit": "S=inet:8894@127.0.0.1, F=R"}
+    assert str(again).count("INPUT_MAIL_FILTER(") == 1
+    assert str(again).index("INPUT_MAIL_FILTER(") < str(again).index("MAILER(")

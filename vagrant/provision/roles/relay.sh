@@ -62,6 +62,14 @@ chmod 0777 /var/spool/mqueue-client
 # as, so section 02's check sees Sendmail's policy rather than the file's owner.
 install -m 0666 /dev/null /var/tmp/labkit-file
 
+# The lab's mail filter (section 10): installed and running, not yet in Sendmail's mail
+# path (no INPUT_MAIL_FILTER). BASELINE: it runs as root; its own user waits for it.
+install -d -m 0755 /usr/local/lib/labkit
+put_file relay/labkit-milter.py /usr/local/lib/labkit/labkit-milter.py 0755
+put_file relay/labkit-milter.service /etc/systemd/system/labkit-milter.service 0644
+id labkit-milter >/dev/null 2>&1 ||
+    useradd --system --no-create-home --shell /usr/sbin/nologin labkit-milter
+
 # DNS for the inside hosts: forward everything to the lab DNS.
 install -d -m 0755 /etc/labkit
 printf 'listen-address=%s\nbind-interfaces\nno-resolv\nno-hosts\nserver=%s\ncache-size=0\nuser=dnsmasq\n' \
