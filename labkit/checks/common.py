@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from labkit.checks.base import CannotObserve, Verdict, failed, passed
 from labkit.probes.dns import DnsProbeError
 from labkit.probes.mailflow import MessageFate
+from labkit.probes.smtp import SmtpError
 
 if TYPE_CHECKING:
     from labkit.lab import Lab
@@ -122,3 +123,14 @@ def relay_matrix_verdict(matrix: RelayMatrix) -> Verdict:
         raise CannotObserve(f"{len(errors)} relay attempts got no answer: {errors[0].error}")
     return passed(f"all {len(matrix.attempts)} tricks refused, nothing reached the sink",
                   evidence)
+
+
+def relay_answers(lab: Lab) -> None:
+    """CannotObserve unless the relay greets on port 25: a closed port beside it (465,
+    587) then says something about the relay's configuration, not about a relay that is
+    down."""
+    try:
+        with lab.smtp("internet", "relay"):
+            pass
+    except (SmtpError, OSError) as exc:
+        raise CannotObserve(f"the relay does not answer on port 25 either: {exc}") from exc

@@ -14,7 +14,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from labkit.checks.base import CannotObserve, Verdict, check, failed, passed
-from labkit.checks.common import fqdn, local_user, org, outside
+from labkit.checks.common import fqdn, local_user, org, outside, relay_answers
 from labkit.probes.auth import MECHANISMS, authenticate, offered
 from labkit.probes.mailflow import send_and_follow
 from labkit.probes.smtp import Reply, SmtpError, SmtpSession
@@ -249,11 +249,7 @@ def submission_requires_auth(lab: Lab) -> Verdict:
                 replies.append(s.rcpt(local))
             s.rset()
     except (SmtpError, OSError) as exc:
-        try:
-            with lab.smtp("internet", "relay"):
-                pass
-        except (SmtpError, OSError) as down:
-            raise CannotObserve(f"the relay does not answer on port 25 either: {down}") from down
+        relay_answers(lab)
         return failed(f"nothing answers on port {SUBMISSION} of the relay from internet: "
                       f"roaming users have no submission port ({exc})")
     anonymous = str(s.transcript)

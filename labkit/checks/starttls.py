@@ -17,9 +17,17 @@ from typing import TYPE_CHECKING
 
 from labkit import pki
 from labkit.checks.base import CannotObserve, Verdict, check, failed, passed
-from labkit.checks.common import delivered, fqdn, header_fields, local_user, org, outside
+from labkit.checks.common import (
+    delivered,
+    fqdn,
+    header_fields,
+    local_user,
+    org,
+    outside,
+    relay_answers,
+)
 from labkit.probes.mailflow import MessageFate, send_and_follow
-from labkit.probes.smtp import SmtpError, SmtpSession, SmtpTlsError
+from labkit.probes.smtp import SmtpSession, SmtpTlsError
 from labkit.probes.tls import start_tls
 
 if TYPE_CHECKING:
@@ -198,16 +206,6 @@ def certificate_relay(lab: Lab) -> Verdict:
                         f"outside sink: {fate}")
 
 
-def _relay_answers(lab: Lab) -> None:
-    """CannotObserve unless the relay greets on port 25: a closed port 465 then says
-    something about the relay, not about a relay that is down."""
-    try:
-        with lab.smtp("internet", "relay"):
-            pass
-    except (SmtpError, OSError) as exc:
-        raise CannotObserve(f"the relay does not answer on port 25 either: {exc}") from exc
-
-
 @check("tls.smtps", "SMTPS on port 465 beside STARTTLS, with the relay's verified certificate", S,
        hosts=("relay", "internet"),
        hint="clients that speak TLS from the first byte (RFC 8314) connect to port 465: "
@@ -218,7 +216,7 @@ def _relay_answers(lab: Lab) -> None:
 def smtps(lab: Lab) -> Verdict:
     report = lab.tls("internet", "relay", 465)
     if not report.offered:
-        _relay_answers(lab)
+        relay_answers(lab)
         return failed(f"nothing speaks SMTPS on port 465 of the relay: {report.error}",
                       str(report))
     evidence = f"{report}\n{report.transcript}"
@@ -276,9 +274,10 @@ def relay_verifies_server(lab: Lab) -> Verdict:
             deadline = time.monotonic() + 15
             nudged = False
             while True:
-                taken = [m for m in impostor.messages() if msgid in m["data"]]
-                held = [ln for ln in lab.logs_since("relay", mark)
-                        if qid and qid in ln and "stat=Deferred" in ln]
+                seen = impostor.events()
+                lines = lab.logs_since("relay", mark)
+                taken = [e for e in seen if e["event"] == "message" and msgid in e["data"]]
+                held = [ln for ln in lines if qid and qid in ln and "stat=Deferred" in ln]
                 if taken or held:
                     break
                 if time.monotonic() > deadline:
@@ -289,13 +288,12 @@ def relay_verifies_server(lab: Lab) -> Verdict:
                     lab.run("relay", ["sendmail", f"-qI{qid}"])  # a relay that only queues
                     nudged = True
                 time.sleep(0.3)
-            events = "\n".join(f"stand-in: {e['event']} from {e['peer']}"
-                               f"{' over TLS' if e['tls'] else ''}" for e in impostor.events())
-            tls_lines = [ln for ln in lab.logs_since("relay", mark)
-                         if "tls_" in ln or "STARTTLS" in ln or (qid and qid in ln)]
     finally:
         if qid:
             lab.run("relay", ["sh", "-c", f"rm -f /var/spool/mqueue/[qdxtQ]f{qid}"])
+    events = "\n".join(f"stand-in: {e['event']} from {e['peer']}"
+                        f"{' over TLS' if e['tls'] else ''}" for e in seen)
+    tls_lines = [ln for ln in lines if "tls_" in ln or "STARTTLS" in ln or (qid and qid in ln)]
     evidence = (f"genuine server: {genuine}\n---\n{transcript}\n{events}\n"
                 + "\n".join(tls_lines))
     name = fqdn(lab, "server")
@@ -303,5 +301,10 @@ def relay_verifies_server(lab: Lab) -> Verdict:
         how = "over TLS" if taken[0]["tls"] else "without TLS"
         return failed(f"the relay handed a message for {rcpt} ({how}) to a stand-in for {name} "
                       "whose certificate the lab CA did not sign (self-signed)", evidence)
+    if not any(e["event"] == "ehlo" for e in seen):
+        # Held without meeting the stand-in (no route, a refused connection): that says
+        # nothing about certificates.
+        raise CannotObserve(f"the relay held the message for {rcpt} without reaching the "
+                            f"stand-in server: {held[0].split('stat=', 1)[-1]}")
     return passed(f"mail for {rcpt} reached {name}; a stand-in with a self-signed certificate "
                   f"got none: the relay held it ({held[0].split('stat=', 1)[-1]})", evidence)

@@ -303,15 +303,21 @@ MILTER = ("labkit", "S=inet:8894@127.0.0.1, F=T, T=S:10s;R:10s;E:1m")
 MILTER_DROPIN = "/etc/systemd/system/labkit-milter.service.d/unprivileged.conf"
 
 
+def restart_milter(engine: Engine, port: int = 8894) -> None:
+    """Restart the lab's filter with its unit's drop-ins re-read, and wait (5 s at most)
+    until it listens on ``port``; CommandError if it does not."""
+    engine.run("relay", ["sh", "-c", "systemctl daemon-reload && systemctl restart "
+                         f"labkit-milter && for i in $(seq 50); do ss -Hltn sport = :{port} | "
+                         "grep -q . && exit 0; sleep 0.1; done; exit 1"]).check()
+
+
 def harden_logging(engine: Engine) -> list[ApplyResult]:
     """10: the lab's filter in the relay's mail path (INPUT_MAIL_FILTER), running as a user
     of its own (a systemd drop-in: the baseline runs it as root). Logging needs nothing:
     Debian's LogLevel 9 already records every refusal."""
     engine.write_file("relay", MILTER_DROPIN, "[Service]\nUser=labkit-milter\n"
                       "Group=labkit-milter\nNoNewPrivileges=yes\n")
-    engine.run("relay", ["sh", "-c", "systemctl daemon-reload && systemctl restart "
-                         "labkit-milter && for i in $(seq 50); do ss -Hltn sport = :8894 | "
-                         "grep -q . && exit 0; sleep 0.1; done; exit 1"]).check()
+    restart_milter(engine)
     return [Sendmail(engine).change(lambda mc: mc.set_mail_filter(*MILTER))]
 
 

@@ -20,7 +20,7 @@ import shlex
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from labkit import pki
@@ -48,7 +48,6 @@ class Impostor:
     stands_for: str
     address: str
     certificate: pki.Issued
-    _seen: list[dict] = field(default_factory=list)
 
     def events(self) -> list[dict]:
         """Every event so far: {"event": "ehlo" | "mail" | "message", "peer", "tls", ...}."""

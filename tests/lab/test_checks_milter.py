@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.course.hardening import MILTER, MILTER_DROPIN, harden_logging
+from labkit.course.hardening import MILTER, MILTER_DROPIN, harden_logging, restart_milter
 from labkit.mta import Sendmail
 from tests.lab.checktools import in_netns, run, statuses
 
@@ -22,12 +22,6 @@ def swaks_exe(lab, tmp_path) -> str:
         "--from", "someone@example.net", "--to", "jo@example.com",
         "--attach-type", "application/octet-stream", "--attach-name", "invoice.exe",
         "--attach", f"@{exe}"])
-
-
-def restart_filter(lab) -> None:
-    lab.run("relay", ["sh", "-c", "systemctl daemon-reload && systemctl restart labkit-milter "
-                                  "&& for i in $(seq 50); do ss -Hltn sport = :8894 | grep -q . "
-                                  "&& exit 0; sleep 0.1; done; exit 1"]).check()
 
 
 def test_filter_checks_agree_with_swaks_on_the_baseline(state, tmp_path):
@@ -62,9 +56,7 @@ def test_a_filter_on_another_port_with_a_dynamic_user_passes_too(state):
     lab.write_file("relay", "/etc/systemd/system/labkit-milter.service.d/mine.conf",
                    "[Service]\nDynamicUser=yes\nExecStart=\nExecStart=/usr/bin/python3 "
                    "/usr/local/lib/labkit/labkit-milter.py --socket inet:9999@127.0.0.1\n")
-    lab.run("relay", ["sh", "-c", "systemctl daemon-reload && systemctl restart labkit-milter "
-                                  "&& for i in $(seq 50); do ss -Hltn sport = :9999 | grep -q . "
-                                  "&& exit 0; sleep 0.1; done; exit 1"]).check()
+    restart_milter(lab.engine, 9999)
     Sendmail(lab.engine).change(lambda mc: mc.set_mail_filter("mine", "S=inet:9999@127.0.0.1, F=T"))
     report = run(lab, "milter.in_mail_path", "milter.unprivileged")
     assert report.all_passed, report.table(verbose=True)
@@ -77,7 +69,7 @@ def test_a_stopped_filter_holds_mail_with_f_t_and_the_user_check_cannot_observe(
     try:
         report = run(lab, "milter.in_mail_path", "milter.unprivileged")
     finally:
-        restart_filter(lab)
+        restart_milter(lab.engine)
     assert statuses(report) == {"milter.in_mail_path": "failed",
                                 "milter.unprivileged": "error"}, report.table()
     assert "turns mail away for now" in report["milter.in_mail_path"].summary
