@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from labkit import engines as enginelib
@@ -31,6 +32,10 @@ examples:
   labkit check --section 08      grade the lab on section 08's controls (PASS/FAIL/ERROR)
   labkit check -v relay.closed_from_outside   one check, with the transcript it saw
   labkit grade assignments/relay-privacy.yaml --labs alice bob --csv class.csv
+  labkit start 11                the capstone: relay, mx2 and server at their baseline
+  labkit break --random --seed 7 --labs alice bob --hardened   a fault for each learner
+  labkit break --assigned        who got which fault (--verify: fixed yet?)
+  labkit finish                  back to the baseline, saying what that removed
   labkit down                    stop the lab and remove everything it made
   labkit up --lab alice          a second lab beside the first
 """
@@ -171,6 +176,104 @@ def cmd_start(args: argparse.Namespace) -> int:
     print(f"relay, mx2 and server are in the start state of section {target.number} "
           f"({target.title}): baseline, with {len(results)} "
           f"hardening changes of earlier sections ({time.monotonic() - started:.0f} s)")
+    return 0
+
+
+def _fault_table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in [header, *rows])
+
+
+def _break_assigned(args: argparse.Namespace) -> int:
+    from labkit.checks import Status
+    from labkit.course import faults
+    from labkit.lab import Lab
+    recs = faults.records()
+    if args.labs:
+        recs = [r for r in recs if r.lab in args.labs]
+    if not recs:
+        print("no faults injected on this machine (labkit break --random --seed N --labs ...)")
+        return 0
+    rows = []
+    for r in recs:
+        row = [r.lab, r.engine, r.fault, "" if r.seed is None else str(r.seed), r.at]
+        if args.verify:
+            lab = Lab(r.lab, engine=r.engine)
+            if not lab.is_running():
+                row.append("lab not running")
+            else:
+                report = faults.verify(lab, faults.get(r.fault))
+                states = [x.status for x in report.results]
+                row.append("fixed" if report.all_passed else
+                           "could not observe" if Status.ERROR in states else "still broken")
+        rows.append(row)
+    header = ["LAB", "ENGINE", "FAULT", "SEED", "INJECTED"] + (["NOW"] if args.verify else [])
+    print(_fault_table(rows, header))
+    return 0
+
+
+def cmd_break(args: argparse.Namespace) -> int:
+    from labkit.course import faults
+    from labkit.lab import Lab
+    if args.list:
+        rows = [[f.name, f.host, f.title, ", ".join(f.catches)] for f in faults.catalogue()]
+        print(_fault_table(rows, ["FAULT", "HOST", "WHAT IT DOES", "CAUGHT BY"]))
+        print(f"{len(rows)} faults; labkit break --explain FAULT gives the cause and the fix")
+        return 0
+    if args.explain:
+        print(faults.get(args.explain).explain())
+        return 0
+    if args.assigned:
+        return _break_assigned(args)
+    if args.repair:
+        lab = _lab(args)
+        lab.repair_fault(args.repair)
+        print(f"lab {lab.name!r}: the documented fix of {args.repair} applied")
+        return 0
+    if (args.fault is None) == (not args.random):
+        raise LabkitError("name a fault (labkit break --list), or pick one with --random "
+                          "--seed N")
+    if args.random and args.seed is None:
+        raise LabkitError("--random needs --seed N: the same seed gives each lab the same "
+                          "fault again")
+    names = args.labs or [args.lab]
+
+    def one(name: str):
+        lab = Lab(name, engine=args.engine, progress=_progress if len(names) == 1 else None)
+        if args.hardened:
+            _progress(f"lab {name!r}: relay, mx2 and server to the hardened state of the "
+                      "whole course ...")
+        return lab, lab.inject_fault(args.fault, args.seed if args.random else None,
+                                     hardened=args.hardened, require_passing=not args.force)
+
+    failed = 0
+    with ThreadPoolExecutor(max_workers=max(1, args.at_once)) as pool:
+        for name, future in [(n, pool.submit(one, n)) for n in names]:
+            try:
+                lab, fault = future.result()
+            except LabkitError as exc:
+                failed += 1
+                print(f"labkit: error: lab {name!r}: {exc}", file=sys.stderr)
+                continue
+            if args.random:
+                print(f"lab {name!r}: a fault was injected (seed {args.seed}).\n"
+                      f"  Ticket for the {fault.host} team: {fault.ticket}\n"
+                      f"  Find it: {labkit_command('check', lab.engine.kind, name)}, the "
+                      "logs, and what changed.")
+            else:
+                print(f"lab {name!r}: fault {fault.name} injected: {fault.title}.\n"
+                      f"  Ticket for the {fault.host} team: {fault.ticket}")
+    if args.random and len(names) > 1:
+        print("who got which: labkit break --assigned")
+    return 1 if failed else 0
+
+
+def cmd_finish(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    if not lab.is_running():
+        raise LabkitError(f"lab {lab.name!r} is not running: nothing to finish")
+    print(lab.finish().text())
     return 0
 
 
@@ -334,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    add("up", cmd_up, "start the lab (internet, relay, server, client) and wait until "
+    add("up", cmd_up, "start the lab (internet, relay, mx2, server, client) and wait until "
         "every service is up")
     p = add("down", cmd_down, "stop the lab and remove every namespace, mount and process it made "
             "(under vagrant: destroy its VMs)")
@@ -344,23 +447,51 @@ def build_parser() -> argparse.ArgumentParser:
     add("status", cmd_status, "show each host, its addresses and its services "
         "(exit 0 all up, 1 something down, 3 lab not running)")
     p = add("shell", cmd_shell, "open a root shell on a host")
-    p.add_argument("host", help="internet, relay, server or client")
+    p.add_argument("host", help="internet, relay, mx2, server or client")
     p = add("exec", cmd_exec, "run one command on a host: labkit exec HOST -- CMD [ARGS]")
-    p.add_argument("host", help="internet, relay, server or client")
+    p.add_argument("host", help="internet, relay, mx2, server or client")
     p.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     p = add("reset", cmd_reset, "put a host back to its baseline (every change on it is lost)")
-    p.add_argument("host", help="internet, relay, server or client")
+    p.add_argument("host", help="internet, relay, mx2, server or client")
     p = add("apply", cmd_apply, "validate and apply the MTA configuration you edited by hand "
-            "on a host (sendmail.mc on relay, main.cf/master.cf on server); a broken one is "
+            "on a host (sendmail.mc on relay, main.cf/master.cf on mx2 and server); a broken one is "
             "refused with the MTA's own errors and the last good one stays in force")
-    p.add_argument("host", help="relay or server")
+    p.add_argument("host", help="relay, mx2 or server")
     p = add("snapshot", cmd_snapshot, "save, list, diff or restore a host's mail configuration")
     p.add_argument("action", choices=["save", "list", "diff", "restore"])
-    p.add_argument("host", help="relay or server")
+    p.add_argument("host", help="relay, mx2 or server")
     p.add_argument("name", nargs="?", help="the snapshot's name")
     p = add("start", cmd_start, "put relay, mx2 and server in a course section's start state "
-            "(the baseline, with every earlier section hardened)")
+            "(the baseline, with every earlier section hardened; 11, the capstone: the baseline)")
     p.add_argument("section", help="a section number or name, e.g. 04 or relay")
+    p = add("break", cmd_break, "the capstone's troubleshooting: inject a realistic "
+            "misconfiguration into a hardened lab (a fault of the catalogue, or one picked per "
+            "learner with --random --seed N), list the catalogue, or show which lab got which")
+    p.add_argument("fault", nargs="?", help="the fault to inject (see --list)")
+    p.add_argument("--random", action="store_true",
+                   help="pick the fault for each lab from --seed and the lab's name (the "
+                        "same seed gives each lab the same fault again); the learner sees "
+                        "only the ticket")
+    p.add_argument("--seed", type=int, metavar="N", help="with --random: the seed")
+    p.add_argument("--labs", nargs="+", metavar="NAME", help="these labs instead of --lab")
+    p.add_argument("--hardened", action="store_true",
+                   help="first put relay, mx2 and server in the hardened state of the whole "
+                        "course (every change on them is lost)")
+    p.add_argument("--force", action="store_true",
+                   help="inject even when the fault's checks do not pass first")
+    p.add_argument("--at-once", type=int, default=4, metavar="N",
+                   help="with --labs: labs handled at the same time (default 4)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--list", action="store_true",
+                   help="the catalogue: each fault, its host, and the checks that catch it")
+    g.add_argument("--explain", metavar="FAULT", help="a fault's cause and documented fix")
+    g.add_argument("--assigned", action="store_true",
+                   help="the instructor's view: which lab got which fault, and when")
+    g.add_argument("--repair", metavar="FAULT", help="apply a fault's documented fix")
+    p.add_argument("--verify", action="store_true",
+                   help="with --assigned: run each fault's checks (fixed, still broken)")
+    add("finish", cmd_finish, "put relay, mx2 and server back to their baseline and say what "
+        "that removed (changed files, drop-ins, snapshots, injected faults)")
     p = add("check", cmd_check, "run the graded checks against the lab: each probes the real "
             "servers and says PASS, FAIL (with what to fix) or ERROR (could not observe); "
             "exit 0 all passed, 1 a check failed, 2 a check could not observe")

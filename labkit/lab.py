@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from labkit import checks, pki, probes
 from labkit import topology as topolib
@@ -30,6 +31,10 @@ from labkit.probes.smtp import (
     probe_recipient_limit,
 )
 from labkit.probes.tls import start_tls
+
+if TYPE_CHECKING:
+    from labkit.course.faults import Fault
+    from labkit.course.finish import Finished
 
 
 def _stderr(msg: str) -> None:
@@ -87,7 +92,9 @@ class Lab:
         return self
 
     def down(self) -> None:
+        from labkit.course import faults
         self.engine.down()
+        faults.forget(self)
 
     def is_running(self) -> bool:
         return self.engine.is_running()
@@ -327,6 +334,37 @@ class Lab:
             self.progress(f"relay, mx2 and server are in the start state of section {target.number} "
                           f"({target.title}): {len(results)} changes of earlier sections "
                           f"({time.monotonic() - started:.0f} s)")
+
+    def inject_fault(self, name: str | None = None, seed: int | None = None,
+                     learner: str | None = None, hardened: bool = False,
+                     require_passing: bool = True) -> Fault:
+        """Inject a fault of the capstone's catalogue (what ``labkit break`` does): ``name``,
+        or the one ``seed`` picks for ``learner`` (default: this lab's name, as
+        ``labkit break --random --seed N --lab NAME`` does; a notebook names its learner so
+        that the lab it is graded on gets the same fault). ``hardened`` first puts relay, mx2 and
+        server in the hardened state of the whole course (every change on them lost).
+        The fault's checks must pass first (FaultError otherwise), unless
+        ``require_passing`` is False. Returns the fault; shown, it gives only its ticket."""
+        from labkit.course import faults
+        if (name is None) == (seed is None):
+            raise faults.FaultError("name a fault, or give a seed to pick one for this lab")
+        fault = faults.get(name) if name is not None else \
+            faults.pick(seed, self.name if learner is None else learner)
+        if hardened:
+            faults.harden_all(self, self.progress)
+        faults.inject(self, fault, seed=seed, require_passing=require_passing)
+        return fault
+
+    def repair_fault(self, name: str) -> None:
+        """Apply the documented fix of fault ``name`` (the instructor's answer)."""
+        from labkit.course import faults
+        faults.repair(self, faults.get(name))
+
+    def finish(self) -> Finished:
+        """Put relay, mx2 and server back to their baseline (what ``labkit finish`` does);
+        what was removed, per host."""
+        from labkit.course.finish import finish
+        return finish(self, self.progress)
 
     # graded checks
     def check(self, check_id: str, show: bool = True) -> checks.Result:

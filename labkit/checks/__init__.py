@@ -12,6 +12,7 @@ Each result is passed, failed or error (could not observe); see :mod:`labkit.che
 """
 
 from labkit.checks import (  # noqa: F401 - each module registers its section's checks
+    capstone,
     dos,
     logs,
     milter,

@@ -250,9 +250,19 @@ def submission_section(path: Path) -> str:
     return str(section)
 
 
+#: The capstone's assignment, in the repository: every check of the course, the guards
+#: weighted (section 11's notebooks are graded on it).
+CAPSTONE_ASSIGNMENT = "assignments/capstone.yaml"
+
+
 def section_assignment(section: str, pass_mark: float = 100.0) -> Assignment:
-    """Every check of ``section``, one point each: the default for a submitted notebook.
+    """Every check of ``section``, one point each: the default for a submitted notebook;
+    for the capstone, whose learner hardens the whole topology, the capstone's assignment.
     It comes from the course, never from the submission (whose cells may be edited)."""
+    from labkit.course.hardening import section as course_section
+    from labkit.topology import REPO_DIR
+    if course_section(section).from_baseline:
+        return Assignment.load(REPO_DIR / CAPSTONE_ASSIGNMENT)
     return Assignment.from_dict({"title": f"section {section}", "sections": [section],
                                  "pass_mark": pass_mark}, f"section {section}")
 

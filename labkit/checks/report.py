@@ -33,6 +33,9 @@ class Report:
         default_factory=lambda: datetime.datetime.now(datetime.UTC))
     seconds: float = 0.0
 
+    def __repr__(self) -> str:
+        return self.table()
+
     def count(self, status: Status) -> int:
         return sum(1 for r in self.results if r.status is status)
 

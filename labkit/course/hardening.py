@@ -33,6 +33,9 @@ class Section:
     slug: str
     title: str
     harden: Harden | None = None
+    #: True for a section whose exercise starts from the baseline itself, every earlier
+    #: section undone (the capstone: the learner hardens the whole topology).
+    from_baseline: bool = False
 
 
 # --- Sendmail on the relay ----------------------------------------------------------
@@ -333,7 +336,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("08", "privacy", "Privacy flags", harden_privacy),
     Section("09", "postfix", "Postfix", harden_postfix),
     Section("10", "logging", "Logging and forgery", harden_logging),
-    Section("11", "capstone", "Capstone"),
+    Section("11", "capstone", "Capstone", from_baseline=True),
 )
 
 
@@ -368,9 +371,9 @@ MTA_HOSTS = ("relay", POSTFIX_MX, "server")
 def start_state(engine: Engine, key: str, progress: Callable[[str], None] | None = None
                 ) -> list[ApplyResult]:
     """Put the relay, the backup MX and the server in the start state of section ``key``:
-    the baseline, with every earlier section hardened."""
+    the baseline, with every earlier section hardened (the capstone's: the baseline)."""
     target = section(key)
     for host in MTA_HOSTS:
         engine.reset(host, progress)
-    earlier = [s for s in SECTIONS if s.number < target.number]
+    earlier = [] if target.from_baseline else [s for s in SECTIONS if s.number < target.number]
     return harden_through(engine, earlier[-1].number, progress) if earlier else []

@@ -51,7 +51,8 @@ class Impostor:
 
     def events(self) -> list[dict]:
         """Every event so far: {"event": "ehlo" | "mail" | "message", "peer", "tls", ...}."""
-        res = self.engine.run(self.host, ["cat", f"{WORKDIR}/events"])
+        res = self.engine.run(self.host, ["sh", "-c", f"cat {WORKDIR}/events 2>/dev/null; true"]
+                              ).check()
         return [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
 
     def messages(self) -> list[dict]:

@@ -6,11 +6,17 @@ A lab that cannot start FAILS these tests with its reason (never a skip).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from labkit import Lab
+
+#: The checkout under test: notebook kernels import labkit from it, whatever is installed.
+REPO = Path(__file__).resolve().parents[2]
 
 
 def lab_name(suffix: str = "") -> str:
@@ -96,3 +102,22 @@ def state(lab):
     yield tracker
     if tracker.used:  # a test that called changed() leaves the MTAs changed too
         reset_mtas(lab)
+
+
+def nbval(lab, notebook: Path) -> None:
+    """Run ``notebook`` cell by cell against ``lab`` with nbval (outputs not compared)."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "LABKIT_LAB": lab.name, "PYTHONPATH": path}
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+         "--nbval-cell-timeout=300", str(notebook)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+
+
+@pytest.fixture
+def back_to_baseline(lab):
+    """Solutions and exercises put the lab in their section's state: the modules after
+    this one expect the baseline."""
+    yield lab
+    reset_mtas(lab)

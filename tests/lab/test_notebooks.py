@@ -1,43 +1,20 @@
-"""The course notebooks run, cell by cell, against a real lab (nbval): every lesson and
-every worked solution; and an exercise (generated from its solution) run on the lab
-shows its graded checks failing, each with its hint, until the learner solves it."""
+"""The course notebooks run, cell by cell, against a real lab (nbval): every lesson; and
+an exercise (generated from its solution) run on the lab shows its graded checks failing,
+each with its hint, until the learner solves it. The worked solutions run in
+test_solutions.py (a file of their own, so the two pytest workers share the notebooks)."""
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.lab.conftest import reset_mtas
+from tests.lab.conftest import REPO, nbval
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
 LESSONS = sorted((REPO / "notebooks").glob("[0-9]*.ipynb"))  # README.ipynb: the index
-SOLUTIONS = sorted((REPO / "solutions").glob("*.ipynb"))
 EXERCISES = sorted((REPO / "exercises").glob("*.ipynb"))
-
-
-def nbval(lab, notebook: Path) -> None:
-    # the kernel imports labkit from this checkout, whatever is installed
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, "LABKIT_LAB": lab.name, "PYTHONPATH": path}
-    res = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-         "--nbval-cell-timeout=300", str(notebook)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-
-
-@pytest.fixture
-def back_to_baseline(lab):
-    """Solutions and exercises put the lab in their section's state: the modules after
-    this one expect the baseline."""
-    yield lab
-    reset_mtas(lab)
 
 
 def test_there_are_lessons():
@@ -47,11 +24,6 @@ def test_there_are_lessons():
 @pytest.mark.parametrize("notebook", LESSONS, ids=lambda p: p.name)
 def test_lesson_runs_against_the_lab(lab, notebook):
     nbval(lab, notebook)
-
-
-@pytest.mark.parametrize("notebook", SOLUTIONS, ids=lambda p: p.name)
-def test_solution_runs_and_its_checks_pass(back_to_baseline, notebook):
-    nbval(back_to_baseline, notebook)
 
 
 @pytest.mark.parametrize("notebook", EXERCISES, ids=lambda p: p.name)
