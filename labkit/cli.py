@@ -36,6 +36,8 @@ examples:
   labkit break --random --seed 7 --labs alice bob --hardened   a fault for each learner
   labkit break --assigned        who got which fault (--verify: fixed yet?)
   labkit finish                  back to the baseline, saying what that removed
+  labkit class up --learners 12  a lab for each of 12 learners (--roster FILE: named ones)
+  labkit class status            each learner's lab; labkit class down stops them all
   labkit down                    stop the lab and remove everything it made
   labkit up --lab alice          a second lab beside the first
 """
@@ -277,6 +279,53 @@ def cmd_finish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_class(args: argparse.Namespace) -> int:
+    from labkit import classroom
+    if args.action == "up":
+        existing = classroom.roster_path().exists()
+        if args.learners is not None or args.roster:
+            if existing:
+                raise LabkitError(f"a class is already on this machine "
+                                  f"({len(classroom.load().learners)} learners): stop it with "
+                                  "labkit class down, or run labkit class up alone to start "
+                                  "its labs that are not running")
+            learners = (classroom.read_roster(args.roster) if args.roster
+                        else classroom.numbered(args.learners))
+            roster = classroom.Roster(learners, engine=args.engine)
+        elif existing:
+            roster = classroom.load()
+        else:
+            raise LabkitError("class up needs --learners N or --roster FILE")
+        _progress(f"starting {len(roster.learners)} labs, {args.at_once} at a time ...")
+        started = time.monotonic()
+        results = classroom.class_up(roster, args.at_once, _progress)
+        failed = [r for r in results if not r.ok]
+        print(f"{len(results) - len(failed)} of {len(results)} labs running "
+              f"({time.monotonic() - started:.0f} s)")
+        for r in failed:
+            print(f"  {r.name}: {r.error}")
+        print(f"roster (keep it: the learners' passwords for the day): "
+              f"{classroom.roster_path()}; see it with: labkit class roster")
+        return 1 if failed else 0
+    if args.action == "status":
+        rows = classroom.class_status()
+        header = ["LEARNER", "LAB", "HOSTS", "SERVICES DOWN", "FAULT"]
+        table = [[r.name, r.lab, f"{r.hosts_up}/{r.hosts}" if r.hosts else "-",
+                  ", ".join(r.services_down) or "-", r.fault or "-"] for r in rows]
+        print(_fault_table(table, header))
+        running = sum(r.lab == "running" for r in rows)
+        print(f"{running} of {len(rows)} labs running")
+        return 0 if running == len(rows) and not any(r.services_down for r in rows) else 1
+    if args.action == "roster":
+        print("name,password")
+        for learner in classroom.load().learners:
+            print(f"{learner.name},{learner.password}")
+        return 0
+    stopped = classroom.class_down(_progress, args.at_once)
+    print(f"{len(stopped)} labs down, the class is gone from this machine")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from labkit import checks
     chosen = checks.select(args.ids, args.section)
@@ -492,6 +541,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --assigned: run each fault's checks (fixed, still broken)")
     add("finish", cmd_finish, "put relay, mx2 and server back to their baseline and say what "
         "that removed (changed files, drop-ins, snapshots, injected faults)")
+    p = add("class", cmd_class, "a class on this server: one lab per learner, started, "
+            "watched and stopped together (up, status, roster, down)")
+    p.add_argument("action", choices=["up", "status", "roster", "down"],
+                   help="up: start a lab per learner (again: start those not running); "
+                        "status: each learner's lab; roster: names and passwords as CSV; "
+                        "down: stop every lab of the class")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--learners", type=int, metavar="N",
+                   help="with up: N learners, learner01 ... (each given a password)")
+    g.add_argument("--roster", metavar="FILE",
+                   help="with up: a file of learners, one per line: name or name,password")
+    p.add_argument("--at-once", type=int, default=4, metavar="N",
+                   help="labs started or stopped at the same time (default 4)")
     p = add("check", cmd_check, "run the graded checks against the lab: each probes the real "
             "servers and says PASS, FAIL (with what to fix) or ERROR (could not observe); "
             "exit 0 all passed, 1 a check failed, 2 a check could not observe")

@@ -17,6 +17,7 @@ session that started it stopped) is *stale*: ``up`` and ``down`` recognise and c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -43,6 +44,34 @@ def state_root() -> Path:
 
 def _quiet(msg: str) -> None:
     pass
+
+
+#: Capability names in the kernel's numbering (capabilities(7)), as setpriv names them.
+CAPABILITIES = (
+    "chown dac_override dac_read_search fowner fsetid kill setgid setuid setpcap "
+    "linux_immutable net_bind_service net_broadcast net_admin net_raw ipc_lock ipc_owner "
+    "sys_module sys_rawio sys_chroot sys_ptrace sys_pacct sys_admin sys_boot sys_nice "
+    "sys_resource sys_time sys_tty_config mknod lease audit_write audit_control setfcap "
+    "mac_override mac_admin syslog wake_alarm block_suspend audit_read perfmon bpf "
+    "checkpoint_restore").split()
+
+
+def capability_bounding_set(pid: int) -> int:
+    """The capability bounding set of process ``pid`` (CapBnd of /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("CapBnd:"):
+            return int(line.split()[1], 16)
+    raise LabNotRunningError(f"process {pid} has no CapBnd line")
+
+
+def bounding_set_argv(pid: int) -> list[str]:
+    """setpriv's arguments that give the command it runs the bounding set of process
+    ``pid`` (a host's init), and no inheritable capabilities: a root shell on a lab host
+    can do what the host's own root can, and no more."""
+    mask = capability_bounding_set(pid)
+    keep = [name for bit, name in enumerate(CAPABILITIES) if mask >> bit & 1]
+    return ["setpriv", "--bounding-set", ",".join(["-all", *(f"+{k}" for k in keep)]),
+            "--inh-caps", "-all", "--"]
 
 
 class LocalEngine(Engine):
@@ -124,10 +153,15 @@ class LocalEngine(Engine):
             f"host {host} of lab {self.lab!r} is not running (start it with: "
             f"{self.command_hint('up')})")
 
-    def _enter(self, leader: int, argv: list[str]) -> list[str]:
-        return ["nsenter", "-t", str(leader), "-a", "--", "env", "-i", f"PATH={HOST_PATH}",
-                "HOME=/root", "LANG=C.UTF-8", f"TERM={os.environ.get('TERM', 'xterm')}",
-                *argv]
+    def _enter(self, leader: int, argv: list[str], keep_capabilities: bool = False) -> list[str]:
+        """The command that runs ``argv`` on the host whose init is ``leader``: in all its
+        namespaces, with no more capabilities than the host's own processes have (nsenter
+        alone would keep the caller's full set, CAP_SYS_MODULE included), unless
+        ``keep_capabilities`` (the kit's own probes only)."""
+        return ["nsenter", "-t", str(leader), "-a", "--",
+                *([] if keep_capabilities else bounding_set_argv(leader)),
+                "env", "-i", f"PATH={HOST_PATH}", "HOME=/root", "LANG=C.UTF-8",
+                f"TERM={os.environ.get('TERM', 'xterm')}", *argv]
 
     # --- Engine verbs ----------------------------------------------------------
 
@@ -202,7 +236,17 @@ class LocalEngine(Engine):
 
     def run(self, host: str, argv: list[str], input: str | None = None,
             timeout: float = 60) -> RunResult:
-        cmd = self._enter(self._leader(host), argv)
+        return self._run(host, self._enter(self._leader(host), argv), argv, input, timeout)
+
+    def run_privileged(self, host: str, argv: list[str], input: str | None = None,
+                       timeout: float = 60) -> RunResult:
+        """Like :meth:`run`, with this machine's capabilities kept (CAP_NET_ADMIN for
+        nftables, which an nspawn host's own root lacks)."""
+        cmd = self._enter(self._leader(host), argv, keep_capabilities=True)
+        return self._run(host, cmd, argv, input, timeout)
+
+    def _run(self, host: str, cmd: list[str], argv: list[str], input: str | None,
+             timeout: float) -> RunResult:
         try:
             proc = subprocess.run(cmd, input=input, capture_output=True, text=True,
                                   timeout=timeout,
@@ -295,8 +339,12 @@ class LocalEngine(Engine):
                      f"lowerdir={image.path},upperdir={upper},workdir={work}", str(root)])
         preflight.ensure_nspawn_runtime_dir()
         log = open(hdir / "console.log", "w")  # noqa: SIM115 - owned by the child
+        procs = [str(d / "cgroup.procs") for d in self._make_cgroups(host.name)]
         proc = subprocess.Popen(
-            ["systemd-nspawn", "--quiet", "--boot", f"--directory={root}",
+            # nspawn joins the host's own cgroups first (see _make_cgroups), then execs.
+            ["sh", "-c", 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; shift; done; '
+                         'shift; exec "$@"', "sh", *procs, "--",
+             "systemd-nspawn", "--quiet", "--boot", f"--directory={root}",
              f"--machine={self.machine(host.name)}", "--register=no", "--keep-unit",
              f"--network-namespace-path=/run/netns/{self.netns(host.name)}",
              "--resolv-conf=off", "--timezone=off", "--link-journal=no",
@@ -375,6 +423,23 @@ class LocalEngine(Engine):
             return _tail(self._host_dir(host) / "console.log")
         return "\n".join("  " + ln for ln in out.stdout.splitlines()[-25:])
 
+    def _cgroups(self, host: str | None = None) -> list[Path]:
+        """The cgroups of this lab (of one host), in each hierarchy a host's systemd uses."""
+        tail = Path(CGROUP_PARENT, self.lab, *([host] if host else []))
+        return [root / tail for root in cgroup_roots()]
+
+    def _make_cgroups(self, host: str) -> list[Path]:
+        """A cgroup of the host's own, in each hierarchy its systemd manages. Without it
+        nspawn (--keep-unit, no systemd on the machine) puts every container in the same
+        "payload" cgroup of its caller's, where the hosts' systemds of every lab share,
+        create and remove the same unit cgroups: a service then fails to start with
+        status=219/CGROUP when another host's systemd removed its cgroup meanwhile."""
+        dirs = self._cgroups(host)
+        for d in dirs:
+            _remove_cgroup_tree(d)  # what a stopped run of this host left
+            d.mkdir(parents=True, exist_ok=True)
+        return dirs
+
     def _stop_host(self, host: str) -> None:
         nspawn = self._nspawn_pids().get(host)
         if nspawn is None:
@@ -401,6 +466,35 @@ class LocalEngine(Engine):
             for ns in netns.glob(f"lk.{self.lab}.*"):
                 sysutil.run(["ip", "netns", "delete", ns.name], check=False)
         sysutil.remove_tree(self.lab_dir)
+        for d in self._cgroups():
+            _remove_cgroup_tree(d)
+
+
+#: Where the hosts' cgroups go, in each hierarchy: labkit/LAB/HOST.
+CGROUP_PARENT = "labkit"
+
+
+def cgroup_roots(base: Path = Path("/sys/fs/cgroup")) -> list[Path]:
+    """The cgroup hierarchies a host's systemd manages: name=systemd and the unified one
+    on a hybrid machine, the unified hierarchy alone on a cgroup-v2 machine."""
+    hybrid = [base / "systemd", base / "unified"]
+    found = [r for r in hybrid if (r / "cgroup.procs").exists()]
+    if not found and (base / "cgroup.procs").exists():
+        found = [base]
+    return found
+
+
+def _remove_cgroup_tree(top: Path) -> None:
+    """Remove the cgroup ``top`` and every cgroup below it (deepest first); a cgroup that
+    still has processes stays (rmdir refuses it)."""
+    if not top.is_dir():
+        return
+    for here, dirs, _files in os.walk(top, topdown=False):
+        for d in dirs:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(here, d))
+    with contextlib.suppress(OSError):
+        top.rmdir()
 
 
 def list_labs() -> list[str]:

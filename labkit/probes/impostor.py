@@ -79,7 +79,7 @@ def _nft_rules(table: str, target: str, port: int, to: str, to_port: int) -> str
 
 
 def _remove_rule(engine: Engine, via: str) -> None:
-    engine.run(via, ["sh", "-c", f"nft delete table ip {TABLE} 2>/dev/null; true"])
+    engine.run_privileged(via, ["sh", "-c", f"nft delete table ip {TABLE} 2>/dev/null; true"])
 
 
 @contextmanager
@@ -113,7 +113,7 @@ def impostor_server(engine: Engine, stands_for: str = "server", via: str = "rela
                                     f"{log or 'no output'}")
             time.sleep(0.2)
         rules = _nft_rules(TABLE, target, 25, address, PORT)
-        res = engine.run(via, ["nft", "-f", "-"], input=rules)
+        res = engine.run_privileged(via, ["nft", "-f", "-"], input=rules)
         if not res.ok:
             raise ImpostorError(f"could not redirect {via}'s SMTP to {stands_for}: "
                                 f"{res.stderr.strip() or res.stdout.strip()}")

@@ -117,3 +117,30 @@ def test_a_service_that_does_not_start_is_named_with_its_journal(lab):
     finally:
         lab.run("relay", f"rm -f {override}; systemctl daemon-reload; "
                 "systemctl restart labkit-dns-forwarder").check()
+
+
+def _capabilities(text: str) -> dict[str, str]:
+    return dict(line.split(":\t") for line in text.splitlines() if line.startswith("Cap"))
+
+
+def test_a_command_on_a_host_has_the_capabilities_of_the_hosts_own_processes(lab):
+    own = _capabilities(lab.run("internet", ["cat", "/proc/1/status"]).check().stdout)
+    entered = _capabilities(lab.run("internet", ["cat", "/proc/self/status"]).check().stdout)
+    assert entered["CapBnd"] == own["CapBnd"]
+    assert int(entered["CapEff"], 16) & ~int(own["CapBnd"], 16) == 0
+    assert not int(entered["CapBnd"], 16) >> 16 & 1  # no CAP_SYS_MODULE
+
+
+def test_a_root_shell_on_a_host_cannot_load_modules_or_rewire_the_network(lab):
+    """A kernel module needs CAP_SYS_MODULE, which the shell lacks (this machine's kernel
+    loads no modules at all: finit_module answers ENOSYS even to the machine's root, so
+    the capability is what is shown); CAP_NET_ADMIN, which the host's own root lacks too,
+    is refused for real."""
+    script = ("grep CapEff /proc/self/status; ip link add lk-probe type dummy; "
+              "echo rc=$?\n")
+    shell = subprocess.run(lab.engine.shell_argv("internet"), input=script,
+                           capture_output=True, text=True, timeout=30)
+    out = shell.stdout + shell.stderr
+    eff = int(next(ln for ln in out.splitlines() if ln.startswith("CapEff")).split()[1], 16)
+    assert not eff >> 16 & 1 and not eff >> 12 & 1, out  # CAP_SYS_MODULE, CAP_NET_ADMIN
+    assert "Operation not permitted" in out and "rc=2" in out, out

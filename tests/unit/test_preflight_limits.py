@@ -18,7 +18,7 @@ def sysctl_dir(tmp_path, instances=128, watches=60000):
 def test_a_limit_with_room_is_left_alone(tmp_path):
     d = sysctl_dir(tmp_path)
     said = []
-    assert preflight.ensure_inotify_room(said.append, d, {"max_user_instances": 40,
+    assert preflight.ensure_inotify_room(said.append, d, {"max_user_instances": 0,
                                                           "max_user_watches": 500}) == []
     assert (d / "max_user_instances").read_text() == "128\n" and not said
 
@@ -31,6 +31,16 @@ def test_the_seventh_lab_gets_the_limit_raised_and_is_told(tmp_path):
     assert raised == ["fs.inotify.max_user_instances 128 -> 1024"]
     assert (d / "max_user_instances").read_text() == "1024\n"
     assert "raised fs.inotify.max_user_instances from 128 to 1024" in said[0]
+
+
+def test_a_class_starting_labs_at_once_gets_room_for_several_more(tmp_path):
+    """Four labs starting together each see the room before any of them holds its
+    instances: the limit needs room for four, and is raised with room for many more."""
+    d = sysctl_dir(tmp_path, instances=1234)
+    raised = preflight.ensure_inotify_room(None, d, {"max_user_instances": 1210,
+                                                     "max_user_watches": 500})
+    per_lab = preflight.INOTIFY_PER_LAB["max_user_instances"]
+    assert raised == [f"fs.inotify.max_user_instances 1234 -> {1210 + 16 * per_lab}"]
 
 
 def test_a_limit_that_cannot_be_raised_stops_with_the_sysctl_to_run(tmp_path, monkeypatch):
