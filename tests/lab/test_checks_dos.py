@@ -184,8 +184,10 @@ def test_only_max_message_size_set_passes_the_size_check_alone(state):
 def test_other_sane_limits_pass_and_a_tiny_size_limit_fails(state):
     state.set()
     state.changed()
+    # The load limits are not the hardened state's, but high: every lab host sees the load
+    # of the whole machine, and a RefuseLA of 6 closed the relay while the suite ran busy.
     limits = {"confMAX_MESSAGE_SIZE": "500000", "confMAX_RCPTS_PER_MESSAGE": "100",
-              "confDELAY_LA": "4", "confREFUSE_LA": "6", "confMIN_FREE_BLOCKS": "5000",
+              "confDELAY_LA": "40", "confREFUSE_LA": "60", "confMIN_FREE_BLOCKS": "5000",
               "confBAD_RCPT_THROTTLE": "2"}
 
     def edit(mc):
