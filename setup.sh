@@ -37,6 +37,13 @@ fi
 # Python packages: labkit itself (editable) and what the course and tests use.
 python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
 
+# The learners' environment on a shared server: Debian's own Python (a Python under
+# /root is out of their reach), labkit from this checkout and what the course uses. Their
+# kernels reach their lab through the lab service (labkit service).
+LEARNER_VENV=/opt/labkit/venv
+[ -x "$LEARNER_VENV/bin/python" ] || /usr/bin/python3 -m venv "$LEARNER_VENV"
+"$LEARNER_VENV/bin/python" -m pip install -q --disable-pip-version-check -e .
+
 if [ "${1:-}" = "--install-only" ]; then
     echo "setup.sh: installed. Start the lab with: labkit up"
     exit 0

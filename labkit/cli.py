@@ -326,6 +326,19 @@ def cmd_class(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_service(args: argparse.Namespace) -> int:
+    from labkit import preflight
+    from labkit.service import server
+    preflight.require_root()
+    print(f"the lab service listens on {args.socket} (Ctrl-C stops it); learners of the "
+          "class on this machine may act on their own lab", file=sys.stderr, flush=True)
+    try:
+        server.serve(args.socket)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from labkit import checks
     chosen = checks.select(args.ids, args.section)
@@ -554,6 +567,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with up: a file of learners, one per line: name or name,password")
     p.add_argument("--at-once", type=int, default=4, metavar="N",
                    help="labs started or stopped at the same time (default 4)")
+    p = add("service", cmd_service, "run the lab service (root): learners who are not root "
+            "start, reset, check and enter their own lab through it, and no other")
+    p.add_argument("--socket", default=os.environ.get("LABKIT_SERVICE",
+                                                      "/run/labkit/service.sock"),
+                   metavar="PATH", help="where to listen (default /run/labkit/service.sock)")
     p = add("check", cmd_check, "run the graded checks against the lab: each probes the real "
             "servers and says PASS, FAIL (with what to fix) or ERROR (could not observe); "
             "exit 0 all passed, 1 a check failed, 2 a check could not observe")

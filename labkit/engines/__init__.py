@@ -20,6 +20,9 @@ class LabEntry(NamedTuple):
 def get_engine(kind: str, topology: Topology, lab: str) -> Engine:
     """An engine of ``kind`` for the lab called ``lab``."""
     if kind == "local":
+        from labkit.engines import service
+        if service.available():  # not root, on a class server: through the lab service
+            return service.ServiceEngine(topology, lab)
         from labkit.engines.local import LocalEngine
         return LocalEngine(topology, lab)
     if kind == "vagrant":

@@ -116,7 +116,11 @@ class LocalEngine(Engine):
             return {"hosts": {}}
 
     def _write_state(self, state: dict) -> None:
-        self.lab_dir.mkdir(parents=True, exist_ok=True)
+        # Root's alone: a lab's upper layers hold its hosts' keys and password databases,
+        # which other users of a shared server must not read.
+        state_root().mkdir(parents=True, exist_ok=True, mode=0o700)
+        state_root().chmod(0o700)
+        self.lab_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self._state_file().with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=1))
         tmp.rename(self._state_file())

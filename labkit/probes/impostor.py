@@ -30,6 +30,8 @@ from labkit.errors import LabkitError
 SCRIPT = Path(__file__).parent / "scripts" / "impostor_mx.py"
 #: nftables table the redirection lives in (on the relay), and where the stand-in runs.
 TABLE = "labkit_impostor"
+#: The command that removes the redirect (the lab service runs exactly this one).
+REMOVE_RULE_ARGV = ["sh", "-c", f"nft delete table ip {TABLE} 2>/dev/null; true"]
 WORKDIR = "/run/labkit-impostor"
 PORT = 10025
 LIFETIME = 90.0
@@ -79,7 +81,7 @@ def _nft_rules(table: str, target: str, port: int, to: str, to_port: int) -> str
 
 
 def _remove_rule(engine: Engine, via: str) -> None:
-    engine.run_privileged(via, ["sh", "-c", f"nft delete table ip {TABLE} 2>/dev/null; true"])
+    engine.run_privileged(via, REMOVE_RULE_ARGV)
 
 
 @contextmanager
