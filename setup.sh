@@ -23,7 +23,9 @@ fi
 # The tests run shellcheck on the project's shell scripts.
 APT_PACKAGES=(systemd-container mmdebstrap iproute2 util-linux mount psmisc kmod m4 swaks
     dnsutils python3 python3-venv python3-pip git ca-certificates vagrant vagrant-libvirt
-    shellcheck nmap)
+    shellcheck nmap chromium)
+# JupyterHub's proxy runs on Node.js: Debian's nodejs and npm, unless a Node.js is here.
+command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -36,6 +38,10 @@ fi
 
 # Python packages: labkit itself (editable) and what the course and tests use.
 python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+
+# JupyterHub's proxy (labkit class serve), from npm: 5.1 runs on Debian 12's Node.js 18.
+command -v configurable-http-proxy >/dev/null 2>&1 ||
+    npm install -g --silent configurable-http-proxy@5.1
 
 # The learners' environment on a shared server: Debian's own Python (a Python under
 # /root is out of their reach), labkit from this checkout and what the course uses. Their

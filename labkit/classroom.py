@@ -44,6 +44,8 @@ class Roster:
     engine: str = "local"
     created: str = field(default_factory=lambda: datetime.datetime.now(
         datetime.UTC).isoformat(timespec="seconds"))
+    #: The password of the hub's ``instructor`` (labkit class serve).
+    instructor_password: str = field(default_factory=lambda: new_password())
 
     @property
     def names(self) -> list[str]:
@@ -128,7 +130,7 @@ def load() -> Roster:
         raise ClassError("no class on this machine: start one with labkit class up "
                          "--learners N (or --roster FILE)") from None
     return Roster([Learner(**x) for x in raw["learners"]], raw.get("engine", "local"),
-                  raw.get("created", ""))
+                  raw.get("created", ""), raw.get("instructor_password") or new_password())
 
 
 @dataclass

@@ -317,9 +317,19 @@ def cmd_class(args: argparse.Namespace) -> int:
         print(f"{running} of {len(rows)} labs running")
         return 0 if running == len(rows) and not any(r.services_down for r in rows) else 1
     if args.action == "roster":
+        roster = classroom.load()
         print("name,password")
-        for learner in classroom.load().learners:
+        for learner in roster.learners:
             print(f"{learner.name},{learner.password}")
+        print(f"instructor,{roster.instructor_password}")
+        return 0
+    if args.action == "serve":
+        from labkit import hub
+        cfg = hub.HubConfig(ip=args.ip, port=args.port, board_sections=",".join(args.section),
+                            board_interval=args.board_interval,
+                            board_stuck_after=args.board_stuck_after * 60)
+        code = hub.serve(cfg, _progress)
+        print(f"the hub stopped (exit {code}); the labs still run (labkit class down)")
         return 0
     stopped = classroom.class_down(_progress, args.at_once)
     print(f"{len(stopped)} labs down, the class is gone from this machine")
@@ -556,10 +566,21 @@ def build_parser() -> argparse.ArgumentParser:
         "that removed (changed files, drop-ins, snapshots, injected faults)")
     p = add("class", cmd_class, "a class on this server: one lab per learner, started, "
             "watched and stopped together (up, status, roster, down)")
-    p.add_argument("action", choices=["up", "status", "roster", "down"],
+    p.add_argument("action", choices=["up", "status", "roster", "serve", "down"],
                    help="up: start a lab per learner (again: start those not running); "
                         "status: each learner's lab; roster: names and passwords as CSV; "
+                        "serve: JupyterHub for the class, and the lab service; "
                         "down: stop every lab of the class")
+    p.add_argument("--port", type=int, default=8000, help="with serve: the hub's port (8000)")
+    p.add_argument("--ip", default="0.0.0.0",
+                   help="with serve: the address the hub listens on (default all)")
+    p.add_argument("--section", "-s", action="append", default=[], metavar="S",
+                   help="with serve: the class board's sections (repeatable; default all)")
+    p.add_argument("--board-interval", type=float, default=60, metavar="SECONDS",
+                   help="with serve: how often the board grades every lab (default 60)")
+    p.add_argument("--board-stuck-after", type=float, default=10, metavar="MINUTES",
+                   help="with serve: minutes without progress after which a learner stands "
+                        "out on the board (default 10)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--learners", type=int, metavar="N",
                    help="with up: N learners, learner01 ... (each given a password)")
