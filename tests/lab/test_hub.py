@@ -31,6 +31,10 @@ from tests.lab.conftest import lab_name
 pytestmark = pytest.mark.lab
 
 
+#: The fixture's environment (class, hub and service places), for the last test.
+hub_env: dict[str, str] = {}
+
+
 def free_port_block(n: int = 3) -> int:
     """A port P with P .. P+n-1 free on 127.0.0.1."""
     for _ in range(50):
@@ -59,6 +63,7 @@ def hub(tmp_path_factory):
     os.chmod(sock_dir, 0o755)
     env = {**os.environ, "LABKIT_CLASS": str(tmp / "class"), "LABKIT_HUB": str(tmp / "hub"),
            "LABKIT_SERVICE": os.path.join(sock_dir, "service.sock")}
+    hub_env.update(env)
     roster = tmp / "roster.csv"
     roster.write_text("".join(f"{n},pw-{n}\n" for n in names))
     up = subprocess.run([sys.executable, "-m", "labkit.cli", "class", "up", "--roster",
@@ -176,7 +181,7 @@ def test_three_learners_log_in_and_check_their_own_labs_only(hub):
     for i, n in enumerate(names):
         other = names[(i + 1) % len(names)]
         out = execute(url, n, tokens[n], f"""
-import os
+import os, subprocess, sys
 from labkit import Lab, checks
 lab = Lab(progress=None)
 print("lab", lab.name, "uid0", os.getuid() == 0)
@@ -187,10 +192,21 @@ try:
     print("other: allowed")
 except Exception as exc:
     print("other:", exc)
+try:
+    os.listdir("/var/lib/labkit/labs/{other}")
+    print("files: read")
+except PermissionError:
+    print("files: refused")
+shell = subprocess.run(lab.engine.shell_argv("relay"), capture_output=True, text=True,
+                       input="grep CapEff /proc/self/status; ip link add lk0 type dummy\\n")
+eff = int(shell.stdout.split("CapEff:")[1].split()[0], 16)
+print("module capability", bool(eff >> 16 & 1), "net admin", "Operation not permitted" in shell.stderr)
 """)
         assert f"lab {n} uid0 False" in out, out
         assert "check failed" in out, out  # the baseline answers VRFY
         assert f"may not act on lab {other!r}" in out, out
+        assert "files: refused" in out, out
+        assert "module capability False net admin True" in out, out
 
 
 def test_a_wrong_password_gets_no_token(hub):
@@ -278,3 +294,13 @@ def test_the_board_page_in_a_browser(hub, tmp_path):
         shutil.copy(shot, keep)
     page = requests.get(f"{url}{BOARD}?key={key}", timeout=30).text
     assert all(n in page for n in names) and "class='row stuck'" in page
+
+
+def test_class_down_leaves_nothing(hub):
+    url, names, _, _ = hub
+    env = {**os.environ, "LABKIT_CLASS": hub_env["LABKIT_CLASS"]}
+    res = subprocess.run([sys.executable, "-m", "labkit.cli", "class", "down"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "3 labs down" in res.stdout, res.stdout + res.stderr
+    assert not any(Lab(n, progress=None).engine.has_leftovers() for n in names)
+    assert requests.get(f"{url}/hub/api", timeout=10).ok  # the hub itself still serves
