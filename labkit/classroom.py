@@ -130,7 +130,7 @@ def load() -> Roster:
         raise ClassError("no class on this machine: start one with labkit class up "
                          "--learners N (or --roster FILE)") from None
     return Roster([Learner(**x) for x in raw["learners"]], raw.get("engine", "local"),
-                  raw.get("created", ""), raw.get("instructor_password") or new_password())
+                  raw.get("created", ""), raw.get("instructor_password", ""))
 
 
 @dataclass

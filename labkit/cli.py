@@ -181,7 +181,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fault_table(rows: list[list[str]], header: list[str]) -> str:
+def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                      for r in [header, *rows])
@@ -211,7 +211,7 @@ def _break_assigned(args: argparse.Namespace) -> int:
                            "could not observe" if Status.ERROR in states else "still broken")
         rows.append(row)
     header = ["LAB", "ENGINE", "FAULT", "SEED", "INJECTED"] + (["NOW"] if args.verify else [])
-    print(_fault_table(rows, header))
+    print(_table(rows, header))
     return 0
 
 
@@ -220,7 +220,7 @@ def cmd_break(args: argparse.Namespace) -> int:
     from labkit.lab import Lab
     if args.list:
         rows = [[f.name, f.host, f.title, ", ".join(f.catches)] for f in faults.catalogue()]
-        print(_fault_table(rows, ["FAULT", "HOST", "WHAT IT DOES", "CAUGHT BY"]))
+        print(_table(rows, ["FAULT", "HOST", "WHAT IT DOES", "CAUGHT BY"]))
         print(f"{len(rows)} faults; labkit break --explain FAULT gives the cause and the fix")
         return 0
     if args.explain:
@@ -312,7 +312,7 @@ def cmd_class(args: argparse.Namespace) -> int:
         header = ["LEARNER", "LAB", "HOSTS", "SERVICES DOWN", "FAULT"]
         table = [[r.name, r.lab, f"{r.hosts_up}/{r.hosts}" if r.hosts else "-",
                   ", ".join(r.services_down) or "-", r.fault or "-"] for r in rows]
-        print(_fault_table(table, header))
+        print(_table(table, header))
         running = sum(r.lab == "running" for r in rows)
         print(f"{running} of {len(rows)} labs running")
         return 0 if running == len(rows) and not any(r.services_down for r in rows) else 1
@@ -321,7 +321,8 @@ def cmd_class(args: argparse.Namespace) -> int:
         print("name,password")
         for learner in roster.learners:
             print(f"{learner.name},{learner.password}")
-        print(f"instructor,{roster.instructor_password}")
+        if roster.instructor_password:  # a roster older than the hub has none until serve
+            print(f"instructor,{roster.instructor_password}")
         return 0
     if args.action == "serve":
         from labkit import hub

@@ -16,7 +16,6 @@ from labkit import errors
 from labkit.engines.base import Engine, HostStatus, Progress, RunResult, ServiceState
 from labkit.errors import LabkitError
 from labkit.service import protocol
-from labkit.topology import Topology
 
 
 class ServiceError(LabkitError):
@@ -66,9 +65,6 @@ class ServiceEngine(Engine):
     """The local engine's lab ``lab``, through the lab service."""
 
     kind = "local"
-
-    def __init__(self, topology: Topology, lab: str) -> None:
-        super().__init__(topology, lab)
 
     def _call(self, op: str, **args) -> object:
         return request(op, self.lab, **args)[0]
