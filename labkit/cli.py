@@ -328,7 +328,7 @@ def cmd_class(args: argparse.Namespace) -> int:
         from labkit import hub
         cfg = hub.HubConfig(ip=args.ip, port=args.port, board_sections=",".join(args.section),
                             board_interval=args.board_interval,
-                            board_stuck_after=args.board_stuck_after * 60)
+                            board_stuck_after=args.board_stuck_after * 60, auth=args.auth)
         code = hub.serve(cfg, _progress)
         print(f"the hub stopped (exit {code}); the labs still run (labkit class down)")
         return 0
@@ -575,6 +575,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="with serve: the hub's port (8000)")
     p.add_argument("--ip", default="0.0.0.0",
                    help="with serve: the address the hub listens on (default all)")
+    p.add_argument("--auth", choices=["roster", "pam"], default="roster",
+                   help="with serve: how people log in: roster (the roster's names and "
+                        "passwords for the day, the instructor as 'instructor'; default) or "
+                        "pam (the server's own users and passwords; instructors are the "
+                        "group labkit-instructors)")
     p.add_argument("--section", "-s", action="append", default=[], metavar="S",
                    help="with serve: the class board's sections (repeatable; default all)")
     p.add_argument("--board-interval", type=float, default=60, metavar="SECONDS",
@@ -619,8 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grade these labs (several at once) instead of --lab")
     p.add_argument("--notebook", nargs="+", metavar="SUBMISSION",
                    help="grade submitted exercise notebooks (files or folders): each gets a "
-                        "fresh lab in its section's start state, its cells run there, then "
-                        "the checks probe that lab; the lab is removed afterwards")
+                        "fresh lab in its section's start state, its cells run there (as "
+                        "a user made for it, allowed that lab only), then the checks probe "
+                        "that lab; the lab and the user are removed afterwards")
     p.add_argument("--section", metavar="S", help="with --notebook: the section, when the "
                    "notebooks do not say (metadata labkit.section)")
     p.add_argument("--at-once", type=int, default=2, metavar="N",

@@ -5,7 +5,9 @@ roster, and gets a JupyterLab of their own, running as a system user of their ow
 here if missing), on a copy of the course in their home, with ``LABKIT_LAB`` set to their
 lab. Their labkit reaches that lab through the lab service, which this command runs too.
 The instructor logs in as ``instructor`` (the roster's instructor password), an admin of
-the hub.
+the hub. With ``--auth pam`` everybody logs in as the server's own users with their own
+passwords instead (PAM: local accounts, or LDAP through SSSD): the roster's learners, and
+the members of the group ``labkit-instructors`` as admins.
 
 The hub is the Jupyter project's own (jupyterhub from PyPI, its proxy
 configurable-http-proxy from npm); its database, cookie secret and configuration are in
@@ -14,6 +16,7 @@ configurable-http-proxy from npm); its database, cookie secret and configuration
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import secrets
@@ -32,6 +35,8 @@ from labkit.service import server as lab_service
 from labkit.topology import REPO_DIR
 
 LEARNER_VENV = Path("/opt/labkit/venv")
+#: How people log in to the hub (see HubConfig.auth).
+AUTH_MODES = ("roster", "pam")
 INSTRUCTOR = "instructor"
 #: What each learner gets a copy of, in ~/course.
 COURSE = ("notebooks", "exercises")
@@ -86,6 +91,10 @@ class HubConfig:
     board_interval: float = 60
     board_stuck_after: float = 600
     board_key: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    #: How people log in: "roster" (the roster's names and passwords for the day) or "pam"
+    #: (the server's own users and passwords: the roster's learners, and the members of
+    #: the group labkit-instructors as the hub's admins).
+    auth: str = "roster"
 
     @property
     def board_port(self) -> int:
@@ -100,8 +109,7 @@ class HubConfig:
         return self.port + 2
 
 
-_CONFIG = '''\
-# Written by labkit class serve: the hub of the class on this machine.
+_ROSTER_AUTH = '''\
 import hmac
 import json
 
@@ -135,8 +143,24 @@ class RosterAuthenticator(Authenticator):
 
 c = get_config()  # noqa: F821
 c.JupyterHub.authenticator_class = RosterAuthenticator
-c.Authenticator.allowed_users = set({learners!r})
 c.Authenticator.admin_users = {{INSTRUCTOR}}
+'''
+
+#: Learners and instructors log in as the server's own users, with their own passwords:
+#: the roster's learners, and the members of the instructors' group (admins of the hub).
+_PAM_AUTH = '''\
+c = get_config()  # noqa: F821
+c.JupyterHub.authenticator_class = "pam"
+c.PAMAuthenticator.allowed_groups = {{{group!r}}}
+c.PAMAuthenticator.admin_groups = {{{group!r}}}
+c.PAMAuthenticator.open_sessions = False
+'''
+
+
+_CONFIG = '''\
+# Written by labkit class serve: the hub of the class on this machine.
+{auth}
+c.Authenticator.allowed_users = set({learners!r})
 c.JupyterHub.bind_url = "http://{ip}:{port}"
 c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub_port}"
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
@@ -176,8 +200,12 @@ def write_config(roster_file: Path, learners: list[str], cfg: HubConfig) -> Path
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     d.chmod(0o700)
     path = d / "jupyterhub_config.py"
+    if cfg.auth not in AUTH_MODES:
+        raise HubError(f"unknown way to log in {cfg.auth!r}: {' or '.join(AUTH_MODES)}")
+    auth = (_PAM_AUTH.format(group=lab_service.INSTRUCTORS) if cfg.auth == "pam"
+            else _ROSTER_AUTH.format(roster=str(roster_file), instructor=INSTRUCTOR))
     path.write_text(_CONFIG.format(
-        roster=str(roster_file), instructor=INSTRUCTOR, learners=sorted(learners), ip=cfg.ip,
+        auth=auth, learners=sorted(learners), ip=cfg.ip,
         port=cfg.port, hub_port=cfg.hub_port, proxy_api_port=cfg.proxy_api_port, chp=chp,
         dir=d, venv=LEARNER_VENV, socket=cfg.service_socket, board_port=cfg.board_port,
         board_command=[sys.executable, "-m", "labkit.board_service", "--sections",
@@ -194,6 +222,8 @@ def prepare(cfg: HubConfig, progress: Progress | None = None) -> tuple[Path, cla
     """The class's users and course copies, and the hub's configuration."""
     say = progress or (lambda _m: None)
     roster = classroom.load()
+    if cfg.auth == "pam":
+        return _prepare_pam(cfg, roster, say), roster
     if not roster.instructor_password:
         roster.instructor_password = classroom.new_password()
         classroom.save(roster)
@@ -203,6 +233,37 @@ def prepare(cfg: HubConfig, progress: Progress | None = None) -> tuple[Path, cla
     for name in roster.names:
         install_course(name)
     return write_config(classroom.roster_path(), roster.names, cfg), roster
+
+
+def _prepare_pam(cfg: HubConfig, roster: classroom.Roster, say: Progress) -> Path:
+    """Logins are the server's own: every learner must be a user already (PAM cannot log
+    in a user made here without a password), and instructors are the members of the group
+    labkit-instructors."""
+    missing = [n for n in roster.names if not _user_exists(n)]
+    if missing:
+        raise HubError(f"--auth pam logs learners in as this server's users, and "
+                       f"{len(missing)} of the roster are none: {', '.join(missing)} (make "
+                       f"them with useradd and a password, or use --auth roster)")
+    try:
+        members = grp.getgrnam(lab_service.INSTRUCTORS).gr_mem
+    except KeyError:
+        members = []
+    if members:
+        say(f"instructors (admins of the hub): {', '.join(sorted(members))}")
+    else:
+        say(f"no instructor can log in: nobody is in the group {lab_service.INSTRUCTORS} "
+            f"(groupadd {lab_service.INSTRUCTORS}; usermod -aG {lab_service.INSTRUCTORS} NAME)")
+    for name in roster.names:
+        install_course(name)
+    return write_config(classroom.roster_path(), roster.names, cfg)
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
 
 
 def serve(cfg: HubConfig, progress: Progress | None = None,
@@ -218,8 +279,11 @@ def serve(cfg: HubConfig, progress: Progress | None = None,
     say(f"the lab service listens on {cfg.service_socket}")
     hub = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(config)],
                            cwd=hub_dir(), start_new_session=True)
+    who = (f"the server's own users and passwords, instructors: group "
+           f"{lab_service.INSTRUCTORS}" if cfg.auth == "pam"
+           else f"instructor: {INSTRUCTOR}, password in labkit class roster")
     say(f"JupyterHub for {len(roster.names)} learners on http://{cfg.ip}:{cfg.port} "
-        f"(instructor: {INSTRUCTOR}, password in labkit class roster); Ctrl-C stops it")
+        f"({who}); Ctrl-C stops it")
     say(f"the class board: http://{cfg.ip}:{cfg.port}/services/class-board/ (the "
         f"instructor's login), or on a classroom screen: "
         f"http://{cfg.ip}:{cfg.port}/services/class-board/?key={cfg.board_key}")

@@ -18,11 +18,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from labkit.errors import LabkitError
 from labkit.images import cache_dir
 from labkit.topology import Host
 
 CA_NAME = "MTA Hardening Lab CA"
 VALID_DAYS = 825
+
+
+class CAError(LabkitError):
+    """The lab CA cannot be used here."""
 
 
 @dataclass(frozen=True)
@@ -60,9 +65,28 @@ class LabCA:
         self.cert_path = self.directory / "lab-ca.crt"
         self.key_path = self.directory / "lab-ca.key"
         if not (self.cert_path.exists() and self.key_path.exists()):
-            self._create()
+            if os.geteuid() != 0 and self.cert_path.exists():
+                pass  # the key is root's: see can_issue
+            elif os.geteuid() != 0:
+                raise CAError(f"the lab CA is not made yet ({self.cert_path}): root makes it "
+                              "on first use (labkit service does when it starts)")
+            else:
+                self._create()
         self.cert = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
-        self._key = serialization.load_pem_private_key(self.key_path.read_bytes(), None)
+        self._loaded_key: ec.EllipticCurvePrivateKey | None = None
+
+    @property
+    def can_issue(self) -> bool:
+        """True if this process may read the CA's key (root may; a learner asks the lab
+        service, see :func:`issue_for_host`)."""
+        return os.access(self.key_path, os.R_OK)
+
+    @property
+    def _key(self):
+        if self._loaded_key is None:
+            self._loaded_key = serialization.load_pem_private_key(self.key_path.read_bytes(),
+                                                                  None)
+        return self._loaded_key
 
     @property
     def cert_pem(self) -> str:
@@ -121,7 +145,13 @@ def self_signed(common_name: str) -> Issued:
 
 
 def issue_for_host(ca: LabCA, host: Host) -> Issued:
-    """A certificate for a lab host: its FQDN as common name, every name of it as SANs."""
+    """A certificate for a lab host: its FQDN as common name, every name of it as SANs.
+    A process that may not read the CA's key (a learner who is not root) gets it from the
+    lab service, which issues certificates for the topology's hosts only."""
+    if not ca.can_issue:
+        from labkit.engines.service import request
+        got = request("issue", host=host.name)[0]
+        return Issued(host.fqdn, got["cert_pem"], got["key_pem"])
     names = [host.fqdn, *(i.name for i in host.interfaces if i.name != host.fqdn),
              *host.extra_names]
     return ca.issue(host.fqdn, list(dict.fromkeys(names)),

@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import os
+import secrets
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -267,6 +268,10 @@ def section_assignment(section: str, pass_mark: float = 100.0) -> Assignment:
                                  "pass_mark": pass_mark}, f"section {section}")
 
 
+#: Labs (and, run by root, users) of submitted notebooks: lkgrPID-N.
+GRADED_LAB_PREFIX = "lkgr"
+
+
 def run_notebook(path: Path, lab_name: str, timeout: float = 300) -> list[str]:
     """Run every cell of the notebook at ``path`` in a fresh kernel talking to lab
     ``lab_name`` (failing cells do not stop it); the errors it raised, one line each."""
@@ -306,8 +311,10 @@ def grade_notebooks(paths: Iterable[Path], section: str | None = None,
     the lab is removed. The grade comes only from probing the lab: what the notebook's
     own check cells say (or whether they are there at all) does not count.
 
-    Notebooks are graded ``at_once`` at a time. The kernel runs the learner's code as the
-    user running this (root for the local engine): grade submissions you would run."""
+    Notebooks are graded ``at_once`` at a time. Run by root, each notebook's cells run as
+    a system user made for it, allowed its own lab only (labkit.checks.sandbox); run by
+    anybody else, as that user."""
+    from labkit.checks import sandbox
     from labkit.course.hardening import section as course_section
     from labkit.lab import Lab
     paths = [Path(p) for p in paths]
@@ -320,19 +327,37 @@ def grade_notebooks(paths: Iterable[Path], section: str | None = None,
                                   "at a time, or give an assignment")
         assignment = section_assignment(numbers.pop())
     say = progress or (lambda _msg: None)
-    stamp = f"{os.getpid() % 1000}"
+    # labs (and users) of this grading apart from any other's, in this process or another
+    stamp = "".join(secrets.choice("abcdefghijkmnpqrstuvwxyz23456789") for _ in range(3))
+    if os.geteuid() == 0 and not sandbox.available():
+        raise sandbox.SandboxError(
+            f"submissions run as users of their own, in the learners' environment "
+            f"{sandbox.VENV}, which is missing: run setup.sh --install-only")
+    service = sandbox.GradingService() if os.geteuid() == 0 else None
+
+    def cells(path: Path, lab: Lab) -> list[str]:
+        if service is None:
+            return run_notebook(path, lab.name)
+        with sandbox.submission_user(lab.name, service) as home:
+            say(f"  {path.name}: running its cells as user {lab.name}")
+            return sandbox.run_as(lab.name, home, path, lab.name, service)
 
     def one(index_path: tuple[int, Path]) -> Grade:
         index, path = index_path
-        lab = Lab(f"gr{stamp}-{index}", progress=None)
+        lab = Lab(f"{GRADED_LAB_PREFIX}{stamp}-{index}", progress=None)
         try:
-            say(f"  {path.name}: starting lab {lab.name}")
-            _boot(lab, sections[path], say)
-            errors = run_notebook(path, lab.name)
-            say(f"  {path.name}: cells run ({len(errors)} raised an error); checking the lab")
-            report = run_checks(lab, assignment.checks)
-        except LabkitError as exc:  # no lab to run the cells in: every check an error
-            errors = [f"the lab did not start: {exc}"]
+            try:
+                say(f"  {path.name}: starting lab {lab.name}")
+                _boot(lab, sections[path], say)
+            except LabkitError as exc:  # no lab to run the cells in: every check an error
+                errors = [f"the lab did not start: {exc}"]
+            else:
+                try:
+                    errors = cells(path, lab)
+                except LabkitError as exc:
+                    errors = [f"the cells could not run: {exc}"]
+                say(f"  {path.name}: cells run ({len(errors)} raised an error); "
+                    "checking the lab")
             report = run_checks(lab, assignment.checks)
         finally:
             lab.down()
@@ -340,6 +365,10 @@ def grade_notebooks(paths: Iterable[Path], section: str | None = None,
         result = Grade(path.name, assignment, report, errors)
         say(f"  {path.name}: {result.score:g}/{assignment.possible:g} {result.verdict}")
         return result
-    with ThreadPoolExecutor(max_workers=max(1, min(at_once, len(paths)))) as pool:
-        grades = list(pool.map(one, enumerate(paths)))
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(at_once, len(paths)))) as pool:
+            grades = list(pool.map(one, enumerate(paths)))
+    finally:
+        if service is not None:
+            service.close()
     return ClassReport(assignment, grades)

@@ -485,11 +485,36 @@ def records() -> list[FaultRecord]:
 
 
 def records_for(lab: Lab) -> list[FaultRecord]:
-    return [r for r in records() if r.lab == lab.name and r.engine == lab.engine.kind]
+    if _through_service():
+        from labkit.engines.service import request
+        got = request("fault_records", lab.name)[0]
+        return [FaultRecord(**r) for r in got]
+    return lab_records(lab.engine.kind, lab.name)
+
+
+def lab_records(engine: str, lab: str) -> list[FaultRecord]:
+    """The records of lab ``lab`` of engine ``engine``, read from this machine's store."""
+    return [r for r in records() if r.lab == lab and r.engine == engine]
+
+
+def _through_service() -> bool:
+    """True for a learner who is not root: the records are root's (the store is 0700),
+    kept for them by the lab service."""
+    from labkit.engines.service import available
+    return available()
 
 
 def _save(lab: Lab, recs: list[FaultRecord]) -> None:
-    path = _record_path(lab.engine.kind, lab.name)
+    if _through_service():
+        from labkit.engines.service import request
+        request("fault_records", lab.name, records=[asdict(r) for r in recs])
+        return
+    save_records(lab.engine.kind, lab.name, recs)
+
+
+def save_records(engine: str, lab: str, recs: list[FaultRecord]) -> None:
+    """Replace the records of lab ``lab`` of engine ``engine`` in this machine's store."""
+    path = _record_path(engine, lab)
     if not recs:
         path.unlink(missing_ok=True)
         return
@@ -502,12 +527,16 @@ def _save(lab: Lab, recs: list[FaultRecord]) -> None:
 
 def forget(lab: Lab) -> list[FaultRecord]:
     """Drop the records of ``lab`` (its faults are gone: finished, reset, or down)."""
+    if _through_service():
+        gone = records_for(lab)
+        _save(lab, [])
+        return gone
     return forget_lab(lab.engine.kind, lab.name)
 
 
 def forget_lab(engine: str, lab: str) -> list[FaultRecord]:
     """Drop the records of the lab ``lab`` of engine ``engine``; the records dropped."""
-    gone = [r for r in records() if r.lab == lab and r.engine == engine]
+    gone = lab_records(engine, lab)
     _record_path(engine, lab).unlink(missing_ok=True)
     return gone
 

@@ -9,7 +9,9 @@ Per lab ``NAME``, on this machine:
 - a root file system per host: an overlay whose lower layer is the host's cached,
   read-only image and whose upper layer is the lab's own, under
   ``/var/lib/labkit/labs/NAME/HOST`` (``LABKIT_STATE`` overrides the parent);
-- a ``systemd-nspawn --boot`` per host, in its namespace, as a child session of labkit.
+- a ``systemd-nspawn --boot`` per host, in its namespace, as a child session of labkit;
+- cgroups ``labkit/NAME/HOST`` (a host's own) and ``labkit/NAME/.exec`` (commands run on
+  a host), under the lab's device policy on ``labkit/NAME`` (labkit.engines.devices).
 
 Teardown removes exactly these. A lab whose processes are gone (the machine or the
 session that started it stopped) is *stale*: ``up`` and ``down`` recognise and clear it.
@@ -29,6 +31,7 @@ from pathlib import Path
 
 from labkit import images as imagelib
 from labkit import preflight, sysutil
+from labkit.engines import devices
 from labkit.engines.base import Engine, HostStatus, Progress, RunResult, ServiceState, signals_interrupt
 from labkit.engines.netns import NetnsThread
 from labkit.errors import HostBootError, LabNotRunningError
@@ -162,7 +165,9 @@ class LocalEngine(Engine):
         namespaces, with no more capabilities than the host's own processes have (nsenter
         alone would keep the caller's full set, CAP_SYS_MODULE included), unless
         ``keep_capabilities`` (the kit's own probes only)."""
-        return ["nsenter", "-t", str(leader), "-a", "--",
+        # It joins the lab's cgroup for commands first, under the lab's device policy.
+        return ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self._exec_cgroup() / "cgroup.procs"),
+                "nsenter", "-t", str(leader), "-a", "--",
                 *([] if keep_capabilities else bounding_set_argv(leader)),
                 "env", "-i", f"PATH={HOST_PATH}", "HOME=/root", "LANG=C.UTF-8",
                 f"TERM={os.environ.get('TERM', 'xterm')}", *argv]
@@ -432,12 +437,36 @@ class LocalEngine(Engine):
         tail = Path(CGROUP_PARENT, self.lab, *([host] if host else []))
         return [root / tail for root in cgroup_roots()]
 
+    def _lab_cgroup(self) -> Path:
+        """The lab's cgroup in the unified hierarchy, where its device policy sits."""
+        return unified_root() / CGROUP_PARENT / self.lab
+
+    def _exec_cgroup(self) -> Path:
+        """The cgroup of commands run on the lab's hosts (a shell, a probe): beside the
+        hosts' own, under the lab's device policy. Made if missing."""
+        d = self._lab_cgroup() / EXEC_CGROUP
+        if not d.is_dir():
+            self._confine_devices()
+            d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def _confine_devices(self) -> None:
+        """Give the lab's cgroup its device policy (see labkit.engines.devices)."""
+        top = self._lab_cgroup()
+        top.mkdir(parents=True, exist_ok=True)
+        try:
+            devices.confine(top)
+        except devices.DevicePolicyError as e:
+            raise HostBootError(f"lab {self.lab!r}: the kernel refused the hosts' device "
+                                f"policy on {top}: {e}") from None
+
     def _make_cgroups(self, host: str) -> list[Path]:
         """A cgroup of the host's own, in each hierarchy its systemd manages. Without it
         nspawn (--keep-unit, no systemd on the machine) puts every container in the same
         "payload" cgroup of its caller's, where the hosts' systemds of every lab share,
         create and remove the same unit cgroups: a service then fails to start with
         status=219/CGROUP when another host's systemd removed its cgroup meanwhile."""
+        self._confine_devices()
         dirs = self._cgroups(host)
         for d in dirs:
             _remove_cgroup_tree(d)  # what a stopped run of this host left
@@ -476,6 +505,15 @@ class LocalEngine(Engine):
 
 #: Where the hosts' cgroups go, in each hierarchy: labkit/LAB/HOST.
 CGROUP_PARENT = "labkit"
+#: The cgroup of commands entered on a lab's hosts, in the unified hierarchy: labkit/LAB/.exec
+EXEC_CGROUP = ".exec"
+
+
+def unified_root(base: Path = Path("/sys/fs/cgroup")) -> Path:
+    """The unified (cgroup v2) hierarchy: /sys/fs/cgroup/unified on a hybrid machine,
+    /sys/fs/cgroup itself on a cgroup-v2 machine."""
+    hybrid = base / "unified"
+    return hybrid if (hybrid / "cgroup.procs").exists() else base
 
 
 def cgroup_roots(base: Path = Path("/sys/fs/cgroup")) -> list[Path]:

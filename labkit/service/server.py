@@ -120,6 +120,8 @@ class LabService:
         if op == "whoami":
             labs = self.authority.labs(uid)
             return {"user": self.authority.user(uid), "labs": labs}, []
+        if op == "issue":  # a certificate from the lab CA, for a host of the topology
+            return self._issue(uid, str((request.get("args") or {}).get("host", ""))), []
         lab = str(request.get("lab", ""))
         self.authority.require(uid, lab)
         engine = self.engine(lab)
@@ -146,6 +148,8 @@ class LabService:
             run = engine.run if op == "run" else engine.run_privileged
             res = run(a["host"], argv, a.get("input"), float(a.get("timeout", 60)))
             return {"returncode": res.returncode, "stdout": res.stdout, "stderr": res.stderr}, []
+        if op == "fault_records":
+            return self._fault_records(lab, a.get("records")), []
         if op == "connect":
             sock = engine.connect(a["host"], a["address"], int(a["port"]),
                                   float(a.get("timeout", 10)), a.get("source"))
@@ -159,6 +163,32 @@ class LabService:
                                     start_new_session=True)
             return proc.wait(), []
         raise LabkitError(f"unknown request {op!r}")
+
+
+    def _fault_records(self, lab: str, records: list | None) -> list[dict]:
+        """The capstone's fault records of ``lab`` (root's store): read, or replaced by
+        ``records`` (each of this lab, this engine, a fault of the catalogue)."""
+        from labkit.course import faults
+        if records is not None:
+            names = {f.name for f in faults.catalogue()}
+            recs = [faults.FaultRecord(**r) for r in records]
+            for r in recs:
+                if r.lab != lab or r.engine != self.kind or r.fault not in names:
+                    raise NotAllowed(f"not a fault record of lab {lab!r}: {r}")
+            faults.save_records(self.kind, lab, recs)
+        return [asdict(r) for r in faults.lab_records(self.kind, lab)]
+
+    def _issue(self, uid: int, host: str) -> dict:
+        """The lab CA's key stays root's: a learner with a lab gets a certificate for one of
+        the topology's hosts (the names are the topology's, never the caller's)."""
+        from labkit import pki, topology
+        if self.authority.labs(uid) == []:
+            raise NotAllowed(f"{self.authority.user(uid)} has no lab on this machine")
+        topo = topology.load()
+        if host not in topo.hosts:
+            raise NotAllowed(f"no host {host!r} in the lab's topology")
+        issued = pki.issue_for_host(pki.LabCA(), topo.host(host))
+        return {"cert_pem": issued.cert_pem, "key_pem": issued.key_pem}
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -195,7 +225,28 @@ class _Server(socketserver.ThreadingUnixStreamServer):
 
     def __init__(self, path: str, service: LabService) -> None:
         self.service = service
+        if os.geteuid() == 0:
+            from labkit import pki
+            pki.LabCA()  # made now if missing: learners read its certificate
         super().__init__(path, _Handler)
+
+
+class Running:
+    """A lab service running in a thread of this process, until :meth:`stop`."""
+
+    def __init__(self, path: str, service: LabService) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.unlink(missing_ok=True)
+        self._server = _Server(path, service)
+        self.path.chmod(0o666)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self.path.unlink(missing_ok=True)
 
 
 def serve(path: str = protocol.DEFAULT_SOCKET, service: LabService | None = None,

@@ -2,6 +2,8 @@
 grade comes from probing each lab."""
 
 import csv
+import json
+import pwd
 
 import pytest
 
@@ -60,10 +62,26 @@ def test_submitted_notebooks_are_graded_by_probing_a_lab_of_their_own(tmp_path, 
         if cell.metadata.get("nbgrader", {}).get("grade"):
             cell.source = 'print("all checks passed")'
     tampered.cells = tampered.cells[:-1]
+    # carol's notebook also reaches past her lab: it runs as a user of its own, so she is
+    # refused another lab, the labs' files, root's; and her own lab's work still counts
+    tampered.cells[:0] = [nbformat.v4.new_code_cell(src) for src in (
+        'import os\nassert os.geteuid() != 0, "the cells ran as root"',
+        'from labkit import Lab\nLab("lkother").run("relay", ["id"])',
+        'os.listdir("/var/lib/labkit/labs")',
+        'open("/etc/shadow").read()')]
     nbformat.write(tampered, tmp_path / "carol-edited-checks.ipynb")
-    out_csv = tmp_path / "class.csv"
-    code = main(["grade", "--notebook", str(tmp_path), "--csv", str(out_csv)])
+    out_csv, out_json = tmp_path / "class.csv", tmp_path / "class.json"
+    code = main(["grade", "--notebook", str(tmp_path), "--csv", str(out_csv),
+                 "--json", str(out_json)])
     assert code == 0, capsys.readouterr()
+    carol_errors = next(g["cell_errors"] for g in json.loads(out_json.read_text())["labs"]
+                        if g["lab"].startswith("carol"))
+    assert [e.split(":")[1].strip() for e in carol_errors[:3]] == \
+        ["ServiceError", "PermissionError", "PermissionError"], carol_errors
+    assert "may not act on lab 'lkother'" in carol_errors[0], carol_errors
+    alice_errors = json.loads(out_json.read_text())["labs"][0]["cell_errors"]
+    assert alice_errors == [], "a solution runs as its own user as it does as root"
+    assert not any("ran as root" in e for e in carol_errors), carol_errors
     rows = {r["lab"]: r for r in csv.DictReader(out_csv.open())}
     alice, bob, carol = (rows[f"{n}.ipynb"] for n in ("alice-solved", "bob-unsolved",
                                                       "carol-edited-checks"))
@@ -72,9 +90,20 @@ def test_submitted_notebooks_are_graded_by_probing_a_lab_of_their_own(tmp_path, 
     assert bob["privacy.vrfy_disabled"] == "0" and bob["privacy.greeting_anonymous"] == "0"
     assert {k: v for k, v in carol.items() if k != "lab"} == \
         {k: v for k, v in alice.items() if k != "lab"}
-    assert not [n for n in lab_names_left() if n.startswith("gr")], "graded labs are removed"
+    assert not [n for n in lab_names_left() if n.startswith("lkgr")], "graded labs are removed"
+    assert not [u for u in pwd.getpwall() if u.pw_name.startswith("lkgr")], \
+        "the submissions' users are removed"
 
 
 def lab_names_left() -> list[str]:
     from labkit.engines import list_labs
     return [entry.name for entry in list_labs()]
+
+
+def test_the_tls_solution_runs_as_its_own_user_with_certificates_from_the_service():
+    """Section 07's solution makes certificates of the lab CA, whose key is root's: run as
+    the submission's own user, it gets them through the lab service and earns every mark."""
+    from labkit.checks.grading import grade_notebooks
+    report = grade_notebooks([REPO_DIR / "solutions" / "07-starttls.ipynb"])
+    grade = report.grades[0]
+    assert grade.cell_errors == [] and grade.percent == 100, grade.text()

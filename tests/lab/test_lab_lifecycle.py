@@ -144,3 +144,29 @@ def test_a_root_shell_on_a_host_cannot_load_modules_or_rewire_the_network(lab):
     eff = int(next(ln for ln in out.splitlines() if ln.startswith("CapEff")).split()[1], 16)
     assert not eff >> 16 & 1 and not eff >> 12 & 1, out  # CAP_SYS_MODULE, CAP_NET_ADMIN
     assert "Operation not permitted" in out and "rc=2" in out, out
+
+
+def test_a_root_shell_on_a_host_cannot_make_or_open_the_servers_disk(lab):
+    """The host's root keeps CAP_MKNOD, as under systemd-nspawn anywhere; the lab's device
+    policy refuses it any block device and any character device a host does not need."""
+    script = ("mknod /tmp/disk b 254 0; echo rc=$?; mknod /tmp/kmsg c 1 11; echo rc=$?; "
+              "echo fine > /dev/null && head -c 1 /dev/urandom > /dev/null && echo ok\n")
+    shell = subprocess.run(lab.engine.shell_argv("internet"), input=script,
+                           capture_output=True, text=True, timeout=30)
+    out = shell.stdout + shell.stderr
+    assert out.count("Operation not permitted") == 2 and "rc=0" not in out, out
+    assert "ok" in out.splitlines(), out
+
+
+def test_every_process_of_a_host_is_under_the_labs_device_policy(lab):
+    from labkit.engines import devices
+    from labkit.engines.local import EXEC_CGROUP, unified_root
+    assert devices.attached(unified_root() / "labkit" / lab.name) == 1
+    leader = lab.engine._leader("relay")
+    top = f"/labkit/{lab.name}/"
+    assert f"::{top}relay" in Path(f"/proc/{leader}/cgroup").read_text()
+    # a command entered on the host: in the lab's cgroup for commands, seen from the
+    # host's cgroup namespace (its root is the host's init.scope)
+    entered = lab.run("relay", ["cat", "/proc/self/cgroup"]).check().stdout
+    unified = next(ln for ln in entered.splitlines() if ln.startswith("0::"))
+    assert unified.endswith(f"/{EXEC_CGROUP}"), entered

@@ -108,3 +108,52 @@ def test_no_service_says_who_starts_it(tmp_path, monkeypatch):
     monkeypatch.setenv("LABKIT_SERVICE", str(tmp_path / "none.sock"))
     with pytest.raises(client.ServiceError, match="labkit class serve"):
         client.request("whoami")
+
+
+def test_a_learner_gets_a_certificate_of_the_lab_ca_without_its_key(service):
+    """The CA's key is root's: a learner's labkit (which may not read it) asks the service,
+    and gets a certificate the lab CA signed, for the host of the topology it named."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from labkit import pki, topology
+
+    class KeyUnreadable(pki.LabCA):  # as a learner's labkit sees the CA
+        can_issue = property(lambda self: False)
+    ca = KeyUnreadable()
+    issued = pki.issue_for_host(ca, topology.load().host("client"))
+    cert = x509.load_pem_x509_certificate(issued.cert_pem.encode())
+    assert cert.issuer == ca.cert.subject
+    ca.cert.public_key().verify(cert.signature, cert.tbs_certificate_bytes,
+                                ec.ECDSA(cert.signature_hash_algorithm))
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert topology.load().host("client").fqdn in names.get_values_for_type(x509.DNSName)
+
+
+def test_a_certificate_for_a_name_outside_the_topology_is_refused(service):
+    with pytest.raises(client.ServiceError, match="no host 'www.bank.example'"):
+        client.request("issue", host="www.bank.example")
+
+
+def test_a_user_without_a_lab_gets_no_certificate(service):
+    service.authority.learners = lambda: set()
+    with pytest.raises(client.ServiceError, match="has no lab"):
+        client.request("issue", host="relay")
+
+
+def test_a_learner_keeps_their_labs_fault_records_through_the_service(service, tmp_path,
+                                                                      monkeypatch):
+    """The records are root's (their store is 0700); a learner's labkit keeps those of
+    their own lab through the service, and no other lab's."""
+    monkeypatch.setenv("LABKIT_FAULTS", str(tmp_path / "faults"))
+    rec = {"lab": "alice", "engine": "local", "fault": "expn-reopened", "at": "now", "seed": 7}
+    assert client.request("fault_records", "alice", records=[rec])[0] == [rec]
+    assert client.request("fault_records", "alice")[0] == [rec]
+    assert (tmp_path / "faults" / "local-alice.json").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(client.ServiceError, match="not a fault record of lab 'alice'"):
+        client.request("fault_records", "alice", records=[{**rec, "lab": "bob"}])
+    with pytest.raises(client.ServiceError, match="not a fault record"):
+        client.request("fault_records", "alice", records=[{**rec, "fault": "made-up"}])
+    with pytest.raises(client.ServiceError, match="may not act on lab 'bob'"):
+        client.request("fault_records", "bob")
+    assert client.request("fault_records", "alice", records=[])[0] == []
