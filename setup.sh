@@ -18,12 +18,18 @@ if ! grep -qs 'bookworm\|^12' /etc/debian_version /etc/os-release; then
 fi
 
 # Debian packages: the local engine (systemd-nspawn, mmdebstrap, iproute2), the tools the
-# tests use from outside the lab (m4 for sendmail.mc edits, swaks), and Vagrant (the
-# Vagrantfile is validated by the tests; VMs are for learners' laptops).
+# tests use from outside the lab (m4 for sendmail.mc edits, swaks), Vagrant with libvirt
+# and QEMU (the lab as VMs, booted by the tests under software emulation where KVM is not
+# there), and what `labkit box build` makes the box with (extlinux, qemu-img, sfdisk).
 # The tests run shellcheck on the project's shell scripts.
 APT_PACKAGES=(systemd-container mmdebstrap iproute2 util-linux mount psmisc kmod m4 swaks
     dnsutils python3 python3-venv python3-pip git ca-certificates vagrant vagrant-libvirt
-    shellcheck nmap chromium)
+    shellcheck nmap chromium
+    libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base iptables
+    extlinux syslinux-common fdisk e2fsprogs)
+# Without systemd, libvirt's daemons are started by hand (labkit.engines.libvirtd) with
+# the init scripts' package instead of the systemd units'.
+[ -d /run/systemd/system ] || APT_PACKAGES+=(libvirt-daemon-system-sysv)
 # JupyterHub's proxy runs on Node.js: Debian's nodejs and npm, unless a Node.js is here.
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 missing=()

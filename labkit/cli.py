@@ -337,6 +337,18 @@ def cmd_class(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_box(args: argparse.Namespace) -> int:
+    from labkit import box, topology
+    _progress(f"building the lab's Vagrant box (libvirt) into {args.output or box.DEFAULT_BOX}; "
+              "a few minutes, with Debian's mirrors reachable ...")
+    built = box.build(topology.load(), args.output, args.force, _progress)
+    print(f"built: {built.summary()}")
+    print("hand it to a class: copy it to vagrant/boxes/ of each laptop's copy of the kit (or "
+          "serve it and set LABKIT_BOX to its URL); vagrant up --provider=libvirt then "
+          "downloads nothing (docs/vagrant.md)")
+    return 0
+
+
 def cmd_service(args: argparse.Namespace) -> int:
     from labkit import preflight
     from labkit.service import server
@@ -594,6 +606,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with up: a file of learners, one per line: name or name,password")
     p.add_argument("--at-once", type=int, default=4, metavar="N",
                    help="labs started or stopped at the same time (default 4)")
+    p = add("box", cmd_box, "build the lab's own Vagrant box (Debian 12 for libvirt, with "
+            "every package the lab's hosts need inside it), so that vagrant up downloads "
+            "nothing")
+    p.add_argument("action", choices=["build"], help="build: make the .box file")
+    p.add_argument("--output", "-o", type=Path, metavar="FILE",
+                   help="the .box file (default vagrant/boxes/labkit-bookworm-libvirt.box, "
+                        "where the Vagrantfile looks)")
+    p.add_argument("--force", action="store_true",
+                   help="build again even if a box of the same inputs is in the cache "
+                        "(/var/cache/labkit/boxes)")
     p = add("service", cmd_service, "run the lab service (root): learners who are not root "
             "start, reset, check and enter their own lab through it, and no other")
     p.add_argument("--socket", default=os.environ.get("LABKIT_SERVICE",

@@ -293,6 +293,10 @@ class VagrantEngine(Engine):
     def up(self, progress: Progress | None = None) -> None:
         progress = progress or _quiet
         self.preflight()
+        if os.environ.get("VAGRANT_DEFAULT_PROVIDER") == "libvirt":
+            from labkit.engines import libvirtd
+            if not libvirtd.is_running() and not libvirtd.systemd_runs():
+                libvirtd.ensure_running(progress)  # a machine without systemd: by hand
         if self.is_running():
             raise self.already_running_error()
         others = self._other_labs_with_vms()

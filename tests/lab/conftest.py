@@ -26,6 +26,10 @@ def lab_name(suffix: str = "") -> str:
 
 @pytest.fixture(scope="session")
 def lab():
+    existing = os.environ.get("LABKIT_TEST_LAB")
+    if existing:  # a running lab of the caller's (benchmarks/bench_vagrant.py): kept
+        yield Lab(existing)
+        return
     the_lab = Lab(lab_name())
     try:
         the_lab.up()

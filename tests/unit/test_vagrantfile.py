@@ -337,3 +337,21 @@ def test_missing_topology_file_gives_a_clear_error(tmp_path, validate_args):
     said = run.stdout + run.stderr
     assert run.returncode != 0, run.report()
     assert f"labkit topology {missing}: file not found" in said, run.report()
+
+
+def test_libvirt_takes_the_kits_box_that_labkit_box_names(tmp_path, validate_args):
+    """LABKIT_BOX, a file or a URL: the libvirt provider's box is labkit/bookworm from
+    there (VirtualBox keeps debian/bookworm64); a path that is no file is not used."""
+    box = tmp_path / "labkit.box"
+    box.write_bytes(b"")
+    for value, url in ((str(box), f"file://{box}"),
+                       ("http://192.0.2.10:8080/labkit.box", "http://192.0.2.10:8080/labkit.box")):
+        run = run_vagrant(tmp_path, *validate_args,
+                          env={"LABKIT_VAGRANT_PRINT_PLAN": "1", "LABKIT_BOX": value})
+        assert run.returncode == 0, run.report()
+        for machine in run.plan():
+            assert machine["libvirt_box_url"] == url, machine
+            assert machine["box"] == BOX, machine
+    text = (VAGRANT_DIR / "Vagrantfile").read_text()
+    assert 'override.vm.box = "labkit/bookworm"' in text
+    assert 'lv.management_network_mode = "none" if labkit_box_url' in text

@@ -25,6 +25,9 @@
 #   exit hook that runs labkit-no-default-route after every lease event;
 # - labkit-no-default-route.service: a oneshot after network-online.target, every boot.
 #
+# With the kit's own box (labkit box build) the management network is isolated and the
+# packages are in the box: --lift then has no router to use, and nothing to do.
+#
 # Lifting lasts until the next isolate or the next reboot (its mark is under /run); a
 # reboot while lifted also puts back the resolv.conf that the lift replaced.
 set -euo pipefail
@@ -39,6 +42,7 @@ LIFTED=$RUN_DIR/lifted
 STATE_DIR=/var/lib/labkit/vm-isolate
 ROUTES_RECORD=$STATE_DIR/default-routes    # what isolating removed, for --lift
 SAVED_RESOLV=$STATE_DIR/resolv.conf.lab    # the resolv.conf a lift replaced
+BOX_REPO=/var/lib/labkit/debs              # the kit's own box: every package, no network
 LIFT_MARK="# labkit vm-isolate.sh --lift: the DHCP server's DNS, for provisioning"
 
 log() { echo "[vm-isolate] $*"; }
@@ -195,6 +199,11 @@ lift() {
             read -r router itf <<< "$(awk '$1 == "default" {
                 for (i = 2; i < NF; i++) { if ($i == "via") v = $(i + 1); if ($i == "dev") d = $(i + 1) }
                 print v, d; exit }' "$ROUTES_RECORD")"
+        fi
+        if { [ -z "$router" ] || [ -z "$itf" ]; } && [ -s "$BOX_REPO/Packages" ]; then
+            log "no router on the management network (an isolated one): nothing to lift," \
+                "the packages come from the box's own repository ($BOX_REPO)"
+            return 0
         fi
         if [ -z "$router" ] || [ -z "$itf" ]; then
             die "no DHCP lease with a router in /var/lib/dhcp and no route recorded in" \
