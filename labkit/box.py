@@ -216,8 +216,10 @@ def _disk(rootfs: Path, raw: Path, log: Path, size_gb: int) -> None:
     with open(raw, "wb") as f:
         f.truncate(size_gb * 1024 ** 3)
     sector = PARTITION_OFFSET // 512
-    subprocess.run(["sfdisk", "--quiet", str(raw)], input=f"label: dos\nstart={sector}, "
-                   "type=83, bootable\n", text=True, check=True, capture_output=True)
+    table = subprocess.run(["sfdisk", "--quiet", str(raw)], input=f"label: dos\nstart={sector}, "
+                           "type=83, bootable\n", text=True, capture_output=True)
+    if table.returncode:
+        raise BoxBuildError(f"sfdisk could not write the partition table: {table.stderr.strip()}")
     root_uuid = str(uuid.uuid4())
     part_bytes = size_gb * 1024 ** 3 - PARTITION_OFFSET
     (rootfs / "etc" / "fstab").write_text(f"UUID={root_uuid} / ext4 errors=remount-ro 0 1\n")
@@ -231,7 +233,7 @@ def _disk(rootfs: Path, raw: Path, log: Path, size_gb: int) -> None:
               f"{part_bytes // 1024}k"], "making the file system", log)
         mnt = Path(tempfile.mkdtemp(prefix="labkit-box-mnt-"))
         try:
-            subprocess.run(["mount", dev, str(mnt)], check=True)
+            _run(["mount", dev, str(mnt)], "mounting the file system", log)
             try:
                 _run(["extlinux", "--install", str(mnt / "boot" / "extlinux")],
                      "installing EXTLINUX", log)

@@ -65,13 +65,10 @@ class LabCA:
         self.cert_path = self.directory / "lab-ca.crt"
         self.key_path = self.directory / "lab-ca.key"
         if not (self.cert_path.exists() and self.key_path.exists()):
-            if os.geteuid() != 0 and self.cert_path.exists():
-                pass  # the key is root's: see can_issue
-            elif os.geteuid() != 0:
+            if os.geteuid() != 0:  # the key is root's (see can_issue): so is making the CA
                 raise CAError(f"the lab CA is not made yet ({self.cert_path}): root makes it "
                               "on first use (labkit service does when it starts)")
-            else:
-                self._create()
+            self._create()
         self.cert = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
         self._loaded_key: ec.EllipticCurvePrivateKey | None = None
 

@@ -49,7 +49,7 @@ def relay_vm(tmp_path_factory):
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-2000:]
         yield info
     finally:
-        info["destroy"] = _vagrant(["destroy", "-f"], env, timeout=300)
+        _vagrant(["destroy", "-f"], env, timeout=300)
 
 
 def test_the_relay_is_provisioned_from_the_box_with_no_network(relay_vm):
